@@ -1,0 +1,45 @@
+"""The ``mmadfer`` command: a thin Typer layer over the library.
+
+Data goes to stdout, progress and logs to stderr. Exit codes: 0 success,
+1 some inputs failed, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mmadfer_cli import __version__
+
+app = typer.Typer(
+    name="mmadfer",
+    help="Annotate emotions in video collections with MMA-DFER (audio-visual, per person, per segment).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mmadfer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        help="Print the version and exit.",
+        callback=_version_callback,
+        is_eager=True,
+    ),
+) -> None:
+    """Annotate emotions in video collections with MMA-DFER (audio-visual, per person, per segment)."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
