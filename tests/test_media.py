@@ -1,0 +1,159 @@
+"""Media: metadata, frames, audio at the native rate, the PyAV fallback and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmadfer_cli.media import MediaError, open_video, probe, video_id
+from tests.conftest import SAMPLE_VIDEOS, require_tool
+
+SINGLE = SAMPLE_VIDEOS / "single_speaker.mp4"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([require_tool("ffmpeg"), "-v", "error", "-y", *args], check=True)
+
+
+def ffmpeg_frame(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` as the ffmpeg command line decodes it (autorotated), uint8 RGB."""
+    out = subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})",
+         "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, dtype=np.uint8)
+
+
+def ffmpeg_audio(path: Path, channels: int) -> np.ndarray:
+    out = subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-i", str(path), "-f", "f32le", "-c:a", "pcm_f32le", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, dtype=np.float32).reshape(-1, channels).T
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "fps", "frames", "audio"),
+    [
+        ("single_speaker.mp4", (640, 480), 25, 200, (44100, 1)),
+        ("group_conversation.mp4", (848, 586), 30, 180, (48000, 2)),
+        ("silent_astronaut.mp4", (480, 480), 25, 125, None),
+    ],
+)
+def test_sample_video_metadata(name, size, fps, frames, audio) -> None:
+    info = probe(SAMPLE_VIDEOS / name)
+    assert (info.width, info.height) == size
+    assert info.fps == pytest.approx(fps)
+    assert info.frame_count == frames
+    assert info.duration_s == pytest.approx(frames / fps, abs=1e-3)
+    assert info.backend == "decord"
+    assert info.has_audio == (audio is not None)
+    if audio is not None:
+        assert (info.sample_rate, info.channels) == audio
+
+
+def test_frames_by_index_match_ffmpeg() -> None:
+    with open_video(SINGLE) as video:
+        frames = video.frames([120, 3, 3])
+        assert frames.dtype == np.uint8 and frames.shape == (3, 480, 640, 3)
+        assert np.array_equal(frames[1], frames[2])
+        assert video.frame_times[:3] == pytest.approx([0, 0.04, 0.08])
+        for got, index in ((frames[0], 120), (frames[1], 3)):
+            diff = np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(SINGLE, index))
+            assert diff.mean() < 2.0
+
+
+def test_audio_spans_are_native_rate_and_join_to_the_whole_track() -> None:
+    path = SAMPLE_VIDEOS / "group_conversation.mp4"
+    with open_video(path) as video:
+        parts = [video.audio(s, s + 3.0) for s in (0.0, 3.0)]
+        again = video.audio(1.0, 2.0)  # going back re-reads
+    assert all(p.dtype == np.float32 and p.shape == (2, 144000) for p in parts)
+    joined = np.concatenate(parts, axis=1)
+    reference = ffmpeg_audio(path, 2)
+    n = min(joined.shape[1], reference.shape[1])
+    assert abs(joined.shape[1] - reference.shape[1]) < 1024
+    assert np.abs(joined[:, :n] - reference[:, :n]).max() < 1e-3
+    assert np.array_equal(again, joined[:, 48000:96000])
+
+
+def test_no_audio_track() -> None:
+    with open_video(SAMPLE_VIDEOS / "silent_astronaut.mp4") as video:
+        assert video.info.has_audio is False
+        assert video.audio(0.0, 3.0) is None
+
+
+def test_av1_falls_back_to_pyav(tmp_path: Path) -> None:
+    path = tmp_path / "av1.mp4"
+    ffmpeg("-i", str(SINGLE), "-t", "1", "-an", "-c:v", "libaom-av1", "-cpu-used", "8", str(path))
+    with open_video(path) as video:
+        assert video.info.backend == "pyav"
+        assert video.info.frame_count == 25 and video.info.fps == pytest.approx(25)
+        frames = video.frames([0, 24, 10])
+    assert frames.shape == (3, 480, 640, 3)
+    diff = np.abs(frames[2].reshape(-1).astype(int) - ffmpeg_frame(path, 10))
+    assert diff.mean() < 2.0
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libaom-av1"])
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotation_metadata_is_honoured(tmp_path: Path, codec: str, degrees: int) -> None:
+    plain = tmp_path / "plain.mp4"
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(SINGLE), "-t", "0.4", "-an", "-c:v", codec, "-cpu-used", "8", str(plain))
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(rotated))
+    with open_video(rotated) as video:
+        assert (video.info.width, video.info.height) == (480, 640)
+        frame = video.frames([2])[0]
+    assert frame.shape == (640, 480, 3)
+    assert np.abs(frame.reshape(-1).astype(int) - ffmpeg_frame(rotated, 2)).mean() < 2.0
+
+
+def test_variable_frame_rate_times(tmp_path: Path) -> None:
+    path = tmp_path / "vfr.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1",
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=40:duration=1",
+        "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+        "-c:v", "libx264", "-fps_mode", "vfr", str(path),
+    )  # fmt: skip
+    with open_video(path) as video:
+        steps = np.round(np.diff(video.frame_times), 3)
+    assert video.info.frame_count == 50
+    assert set(steps[:9]) == {0.1} and set(steps[11:]) == {0.025}
+
+
+def test_error_messages(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("these are my notes, not a video\n")
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(SINGLE.read_bytes()[:60000])
+    audio_only = tmp_path / "speech.mp4"
+    ffmpeg("-i", str(SINGLE), "-vn", "-c:a", "copy", str(audio_only))
+    cases = {
+        empty: "empty file",
+        text: "not a video",
+        truncated: "truncated",
+        audio_only: "no video stream",
+        tmp_path / "missing.mp4": "not found",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(MediaError, match=reason):
+            open_video(path)
+
+
+def test_video_id_is_content_based(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(SINGLE.read_bytes())
+    assert video_id(copy) == video_id(SINGLE)
+    assert video_id(copy) != video_id(SAMPLE_VIDEOS / "silent_astronaut.mp4")
+    data = bytearray(SINGLE.read_bytes())
+    data[-10] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    assert video_id(copy) != video_id(SINGLE)
