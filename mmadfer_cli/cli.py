@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
+from mmadfer_cli.commands import models
 
 app = typer.Typer(
     name="mmadfer",
@@ -18,6 +19,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(models.app, name="models")
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Sub-commands of ``mmadfer``, one module each."""
