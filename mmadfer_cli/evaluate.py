@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 
 @dataclass(frozen=True)
@@ -146,3 +148,91 @@ def write_report(metrics: Metrics, out_dir: Path, extra: dict | None = None) -> 
     write_confusion_csv(metrics, out_dir / "confusion.csv")
     plot_confusion(metrics, out_dir / "confusion.png")
     return summary
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Model outputs for every clip of a dataset, in dataset order."""
+
+    targets: list[int]
+    logits: torch.Tensor  # (N, C) float32 on the CPU
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return self.logits.softmax(dim=1)
+
+    @property
+    def predictions(self) -> list[int]:
+        return self.logits.argmax(dim=1).tolist()
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    workers: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Predictions:
+    """Logits of ``model`` for every item ``(images, label, fbank, index)`` of ``dataset``."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    targets: list[int] = []
+    logits: list[torch.Tensor] = []
+    for step, (images, labels, audio, _) in enumerate(loader):
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            out = model(images.to(device, non_blocking=True), audio.to(device, non_blocking=True))
+        logits.append(out.float().cpu())
+        targets += labels.tolist()
+        if progress is not None:
+            progress(step + 1, len(loader))
+    model.train(was_training)
+    return Predictions(targets, torch.cat(logits) if logits else torch.zeros(0, 0))
+
+
+def write_predictions(
+    path: Path, predictions: Predictions, clips: Sequence, class_names: Sequence[str]
+) -> None:
+    """One CSV row per clip: where it came from, true and predicted label, probabilities."""
+    probabilities = predictions.probabilities
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "line",
+                "source",
+                "start_s",
+                "end_s",
+                "label",
+                "predicted",
+                "confidence",
+                *(f"prob_{name}" for name in class_names),
+            ]
+        )
+        for clip, target, row in zip(clips, predictions.targets, probabilities, strict=True):
+            source = getattr(clip, "folder", None) or getattr(clip, "video", "")
+            best = int(row.argmax())
+            writer.writerow(
+                [
+                    clip.line,
+                    str(source),
+                    "" if getattr(clip, "start_s", None) is None else clip.start_s,
+                    "" if getattr(clip, "end_s", None) is None else clip.end_s,
+                    class_names[target],
+                    class_names[best],
+                    f"{float(row[best]):.6f}",
+                    *(f"{float(p):.6f}" for p in row),
+                ]
+            )
