@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -61,7 +61,6 @@ class TrainSettings:
     seed: int = 1
     amp: bool = True  # mixed precision where CUDA is used
     device: str = "auto"
-    extra: dict = field(default_factory=dict)
 
 
 def is_officially_trained(name: str) -> bool:
@@ -79,6 +78,10 @@ def set_official_trainable(model: nn.Module) -> list[str]:
         if parameter.requires_grad:
             names.append(name)
     return names
+
+
+def _quiet(message: str) -> None:
+    """Log sink of the non-main processes of a multi-GPU run."""
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -178,6 +181,8 @@ def train(
     if settings.batch_size % world:
         raise ValueError(f"batch size {settings.batch_size} is not divisible by {world} processes")
     main_process = rank == 0
+    if not main_process:
+        log = _quiet
 
     torch.manual_seed(settings.seed)
     trainable = set_official_trainable(model)
@@ -309,7 +314,8 @@ def train(
                     "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "history": history,
                     "best": best,
-                    "settings": {k: v for k, v in asdict(settings).items() if k != "extra"},
+                    "settings": asdict(settings),
+                    "model_config": core.config.to_dict(),
                 },
                 resume_path,
             )
