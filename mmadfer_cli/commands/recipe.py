@@ -49,8 +49,13 @@ def _progress():
         yield update
 
 
+def _say(message: str) -> None:
+    """One unwrapped line on stderr (paths may hold brackets: no markup)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    _say(f"error: {message}")
     return typer.Exit(code)
 
 
@@ -75,9 +80,7 @@ def _dataset(path: Path, class_names, audio_template, root, train: bool = False,
     clips = read_labelled(path, class_names, audio_template, root)
     silent = sum(1 for c in clips if getattr(c, "wav", "") is None)
     if silent:
-        console.print(
-            f"{path}: {silent} of {len(clips)} clips have no WAV; they get the zero filterbank"
-        )
+        _say(f"{path}: {silent} of {len(clips)} clips have no WAV; they get the zero filterbank")
     return LabelledClipDataset(clips, train=train, **kwargs)
 
 
@@ -111,12 +114,15 @@ def evaluate(
     clip's prediction to --out, and prints the metrics as JSON on stdout.
     """
     from mmadfer_cli.evaluate import compute_metrics, predict, write_predictions, write_report
-    from mmadfer_cli.model.registry import NoModelError, resolve_model
+    from mmadfer_cli.model.registry import resolve_model
     from mmadfer_cli.train import choose_device
 
     try:
         model, info = resolve_model(model_name, checkpoint)
-    except (NoModelError, ValueError, KeyError, FileNotFoundError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+    ) as error:  # registry and checkpoint errors are ValueErrors
         raise _fail(str(error)) from None
     class_names = tuple(info.class_names)
     try:
@@ -127,9 +133,7 @@ def evaluate(
         raise _fail(str(error)) from None
     target = choose_device(device)
     model.to(target)
-    console.print(
-        f"evaluating {info.name} on {len(dataset)} clips from {data} ({target})", highlight=False
-    )
+    _say(f"evaluating {info.name} on {len(dataset)} clips from {data} ({target})")
     try:
         with _progress() as update:
             result = predict(
@@ -148,10 +152,9 @@ def evaluate(
     summary = write_report(
         metrics, out, {"data": str(data), "model": info.name, "sha256": info.sha256}
     )
-    console.print(
+    _say(
         f"WAR {summary['war_percent']:.2f}  UAR {summary['uar_percent']:.2f}  "
-        f"({metrics.total} clips; files in {out})",
-        highlight=False,
+        f"({metrics.total} clips; files in {out})"
     )
     sys.stdout.write(json.dumps(summary) + "\n")
 
@@ -293,11 +296,9 @@ def train(
                 out,
                 settings,
                 resume=resume,
-                log=lambda m: console.print(m, highlight=False),
+                log=_say,
                 progress=update,
             )
     except (DataError, ValueError) as error:
         raise _fail(str(error), code=1) from None
-    console.print(
-        f"done: {out / 'best.safetensors'} and {out / 'last.safetensors'}", highlight=False
-    )
+    _say(f"done: {out / 'best.safetensors'} and {out / 'last.safetensors'}")

@@ -1,0 +1,118 @@
+"""``mmadfer train`` and ``mmadfer evaluate`` end to end on a tiny model and data set."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mmadfer_cli.cli import app
+from mmadfer_cli.model import load_checkpoint
+from tests.recipe_helpers import CLASSES, make_separable_set, write_tiny_encoders
+
+runner = CliRunner()
+CLASS_OPTION = ",".join(CLASSES)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    listing = make_separable_set(root / "data", clips_per_class=2, frames=18)
+    image, audio = write_tiny_encoders(root / "encoders")
+    out = root / "run"
+    args = [
+        "train",
+        str(listing),
+        "--val",
+        str(listing),
+        "--out",
+        str(out),
+        "--image-encoder",
+        str(image),
+        "--audio-encoder",
+        str(audio),
+        "--classes",
+        CLASS_OPTION,
+        "--tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root, listing, out, args
+
+
+def test_train_writes_a_model_that_evaluate_loads(trained):
+    root, listing, out, _ = trained
+    assert load_checkpoint(out / "best.safetensors").config.class_names == CLASSES
+    report = root / "report"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(listing),
+            "--checkpoint",
+            str(out / "last.safetensors"),
+            "--out",
+            str(report),
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["clips"] == 6
+    assert set(summary["per_class_recall"]) == set(CLASSES)
+    with open(report / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert [r["label"] for r in rows] == [c for c in CLASSES for _ in range(2)]
+    correct = sum(r["label"] == r["predicted"] for r in rows)
+    assert summary["war"] == pytest.approx(correct / 6)
+    for name in ("metrics.json", "confusion.csv", "confusion.png"):
+        assert (report / name).is_file()
+
+
+def test_train_resume_continues_and_refuses_other_classes(trained):
+    _, _, out, args = trained
+    more = [a if a != "1" else "2" for a in args] + ["--resume"]
+    result = runner.invoke(app, more)
+    assert result.exit_code == 0, result.output
+    assert "resuming at epoch 2 of 2" in result.output
+    with open(out / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+    wrong = [*more[: more.index("--classes") + 1], "dfew", *more[more.index("--classes") + 2 :]]
+    result = runner.invoke(app, wrong)
+    assert result.exit_code == 2
+    assert "was trained with classes" in result.output
+
+
+def test_bad_data_lines_are_usage_errors(tmp_path, trained):
+    _, _, out, _ = trained
+    bad = tmp_path / "bad.txt"
+    bad.write_text("nowhere 10 0\n")
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(bad),
+            "--checkpoint",
+            str(out / "last.safetensors"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "line 1:" in result.output
