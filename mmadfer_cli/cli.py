@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 app.command("evaluate")(recipe.evaluate)
 app.command("train")(recipe.train)
 
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"mmadfer {__version__}")

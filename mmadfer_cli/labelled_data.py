@@ -80,7 +80,7 @@ def official_wav_path(folder: str) -> Path | None:
     if "clip_224x224" in str(path):
         stem = str(int(name)) if name.isdigit() else name
         return Path(parent.replace("clip_224x224", "raw_wav")) / f"{stem}.wav"
-    if "mfaw" in str(path):
+    if "mfaw" in str(path) or "clips_faces" in str(path):
         return Path(parent.replace("clips_faces", "clips_wav")) / f"{name}.wav"
     return None
 

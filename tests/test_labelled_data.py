@@ -58,6 +58,7 @@ def test_official_wav_conventions():
     assert dfew == Path("/data/dfew/raw_wav/25.wav")
     mafw = official_wav_path("/data/mfaw/clips_faces/00025")
     assert mafw == Path("/data/mfaw/clips_wav/00025.wav")
+    assert official_wav_path("/data/mafw/clips_faces/7") == Path("/data/mafw/clips_wav/7.wav")
     assert official_wav_path("/data/other/00025") is None
 
 

@@ -85,6 +85,30 @@ def test_train_writes_a_model_that_evaluate_loads(trained):
         assert (report / name).is_file()
 
 
+def test_trained_model_imports_into_the_cache(trained, tmp_path, monkeypatch):
+    _, listing, out, _ = trained
+    monkeypatch.setenv("MMADFER_HOME", str(tmp_path / "home"))
+    result = runner.invoke(
+        app, ["models", "import", str(out / "best.safetensors"), "--name", "mine"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(listing),
+            "--out",
+            str(tmp_path / "r"),
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["model"] == "mine"
+
+
 def test_train_resume_continues_and_refuses_other_classes(trained):
     _, _, out, args = trained
     more = [a if a != "1" else "2" for a in args] + ["--resume"]

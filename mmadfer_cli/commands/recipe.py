@@ -217,10 +217,12 @@ def train(
         "auto", "--device", help="'auto' (CUDA if available), 'cpu', 'cuda', ..."
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue from --out/checkpoint.pt at the next epoch."
+        False,
+        "--resume",
+        help="Continue from --out/checkpoint.pt at the next epoch. \\[default: off]",
     ),
     tiny: bool = typer.Option(
-        False, "--tiny", help="Use the tiny test configuration (smoke tests only)."
+        False, "--tiny", help="Use the tiny test configuration (smoke tests only). \\[default: off]"
     ),
     audio_template: str | None = typer.Option(None, "--audio-template", help=AUDIO_TEMPLATE_HELP),
     root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
