@@ -1,0 +1,198 @@
+"""Result rows, writers and resume parts, tested without any model or media."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mmadfer_cli import outputs
+
+CLASSES = ("happiness", "sadness", "neutral")
+
+
+def _run(**settings: object) -> outputs.RunInfo:
+    return outputs.RunInfo(
+        model_name="tiny",
+        model_sha256="ab" * 32,
+        class_names=CLASSES,
+        settings={"window": 3.0, **settings},
+        tool_version="0.0",
+        torch_version="2.x",
+    )
+
+
+def _segment(index: int, n_faces: int) -> SimpleNamespace:
+    faces = [
+        SimpleNamespace(track_id=t, face_frames=16 - t, face_score=0.9, bbox=(1.0, 2.0, 30.0, 30.0))
+        for t in reversed(range(n_faces))
+    ]
+    seg = SimpleNamespace(index=index, start_s=3.0 * index, end_s=3.0 * index + 3.0)
+    return SimpleNamespace(segment=seg, has_audio=True, faces=faces)
+
+
+def _table(video: str, run: outputs.RunInfo, segments: int = 2) -> pa.Table:
+    rows = []
+    for i in range(segments):
+        seg = _segment(i, n_faces=i)  # segment 0 has no face
+        probs = np.tile(np.array([0.2, 0.7, 0.1], np.float32), (i, 1))
+        rows += outputs.segment_rows(video, "vid-" + video, seg, probs, CLASSES)
+    return outputs.rows_table(rows, run.schema())
+
+
+def test_schema_has_contract_columns_typed() -> None:
+    schema = outputs.row_schema(CLASSES)
+    expected = [
+        "video", "video_id", "track_id", "segment", "start_s", "end_s", "status", "error",
+        "label", "confidence", "prob_happiness", "prob_sadness", "prob_neutral",
+        "face_frames", "face_score", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "has_audio",
+    ]  # fmt: skip
+    assert schema.names == expected
+    assert schema.field("track_id").type == pa.int32()
+    assert schema.field("prob_sadness").type == pa.float32()
+    assert schema.field("has_audio").type == pa.bool_()
+
+
+def test_segment_rows_label_is_argmax_sorted_by_track() -> None:
+    seg = _segment(4, n_faces=2)  # faces given as tracks 1, 0
+    probs = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], np.float32)
+    rows = outputs.segment_rows("a.mp4", "id", seg, probs, CLASSES)
+    assert [r["track_id"] for r in rows] == [0, 1]
+    assert rows[0]["label"] == "happiness" and rows[0]["confidence"] == pytest.approx(0.6)
+    assert rows[1]["label"] == "neutral" and rows[1]["prob_neutral"] == pytest.approx(0.7)
+    assert rows[1]["face_frames"] == 15 and rows[0]["start_s"] == 12.0
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_no_face_and_error_rows() -> None:
+    (row,) = outputs.segment_rows("a.mp4", "id", _segment(0, 0), np.zeros((0, 3)), CLASSES)
+    assert row["status"] == "no_face" and row["segment"] == 0 and row["end_s"] == 3.0
+    table = outputs.rows_table(
+        [row, outputs.error_row("b.mp4", None, "truncated")], _run().schema()
+    )
+    assert table["status"].to_pylist() == ["no_face", "error"]
+    assert table["error"].to_pylist() == [None, "truncated"]
+    assert table["label"].null_count == 2
+
+
+def test_mismatched_probabilities_refused() -> None:
+    with pytest.raises(ValueError, match="expected probabilities"):
+        outputs.segment_rows("a.mp4", "id", _segment(0, 2), np.zeros((1, 3)), CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("out", "fmt", "expected"),
+    [
+        ("r.parquet", None, ("parquet", False)),
+        ("r.CSV", None, ("csv", False)),
+        ("r.jsonl", None, ("jsonl", False)),
+        ("r.txt", "jsonl", ("jsonl", False)),
+        ("-", None, ("csv", False)),
+        ("results/", None, ("parquet", True)),
+        ("results", None, ("parquet", True)),
+    ],
+)
+def test_detect_format(
+    out: str, fmt: str | None, expected: tuple[str, bool], tmp_path: Path
+) -> None:
+    assert outputs.detect_format(out, fmt) == expected
+
+
+@pytest.mark.parametrize(
+    ("out", "fmt"), [("r.txt", None), ("-", "parquet"), ("dir/", "csv"), ("r.x", "xls")]
+)
+def test_detect_format_refuses(out: str, fmt: str | None) -> None:
+    with pytest.raises(outputs.OutputError):
+        outputs.detect_format(out, fmt)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_file_sink_parts_then_final_in_input_order(tmp_path: Path, fmt: str) -> None:
+    run = _run()
+    out = tmp_path / f"r.{fmt}"
+    sink = outputs.FileSink(out, fmt, run, overwrite=False)  # type: ignore[arg-type]
+    sink.write("b.mp4", _table("b.mp4", run))
+    sink.write("a.mp4", _table("a.mp4", run))
+    assert not out.exists()
+    assert len(list(sink.parts.glob("*.parquet"))) == 2
+    sink.close(["a.mp4", "b.mp4"])
+    assert not sink.parts.exists()
+    if fmt == "parquet":
+        table = pq.read_table(out)
+        assert table.schema.equals(run.schema(), check_metadata=False)
+        meta = outputs.read_metadata(out)
+        assert meta["model"]["sha256"] == "ab" * 32 and meta["model"]["class_names"] == list(
+            CLASSES
+        )
+        assert meta["settings"] == {"window": 3.0} and meta["torch_version"] == "2.x"
+        videos = table["video"].to_pylist()
+    elif fmt == "csv":
+        rows = list(csv.DictReader(out.open()))
+        assert list(rows[0]) == run.schema().names
+        videos = [r["video"] for r in rows]
+        assert rows[1]["prob_sadness"] == "0.7"
+    else:
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        videos = [r["video"] for r in rows]
+        assert rows[1]["prob_sadness"] == 0.7 and rows[0]["label"] is None
+    assert videos == ["a.mp4", "a.mp4", "b.mp4", "b.mp4"]
+
+
+def test_file_sink_resume_knows_done_videos_and_refuses_other_settings(tmp_path: Path) -> None:
+    run, out = _run(), tmp_path / "r.parquet"
+    sink = outputs.FileSink(out, "parquet", run, overwrite=False)
+    sink.write("a.mp4", _table("a.mp4", run))
+    # An interrupted write leaves only a temporary file, which is not a finished video.
+    (sink.parts / ".x.parquet.tmp-1").write_bytes(b"partial")
+    resumed = outputs.FileSink(out, "parquet", run, overwrite=False)
+    assert resumed.done() == {"a.mp4": "vid-a.mp4"}
+    with pytest.raises(outputs.OutputError, match="window"):
+        outputs.FileSink(out, "parquet", _run(window=2.0), overwrite=False)
+    fresh = outputs.FileSink(out, "parquet", _run(window=2.0), overwrite=True)
+    assert fresh.done() == {}
+
+
+def test_file_sink_refuses_existing_complete_output(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    out.write_text("x\n")
+    with pytest.raises(outputs.OutputError, match="--overwrite"):
+        outputs.FileSink(out, "csv", _run(), overwrite=False)
+    outputs.FileSink(out, "csv", _run(), overwrite=True)
+
+
+def test_directory_sink_one_parquet_per_video_readable_as_dataset(tmp_path: Path) -> None:
+    run, out = _run(), tmp_path / "results"
+    sink = outputs.DirectorySink(out, run, overwrite=False)
+    for video in ("x/a.mp4", "y/a.mp4"):
+        sink.write(video, _table(video, run))
+    files = sorted(out.glob("*.parquet"))
+    assert len(files) == 2 and all(f.name.startswith("a-") for f in files)
+    dataset = pq.read_table(out)
+    assert dataset.num_rows == 4
+    assert outputs.DirectorySink(out, run, overwrite=False).done() == {
+        "x/a.mp4": "vid-x/a.mp4",
+        "y/a.mp4": "vid-y/a.mp4",
+    }
+    with pytest.raises(outputs.OutputError):
+        outputs.DirectorySink(out, _run(window=5.0), overwrite=False)
+    assert outputs.DirectorySink(out, _run(window=5.0), overwrite=True).done() == {}
+    assert not list(out.glob("*.parquet"))
+
+
+def test_stdout_sink_streams_one_header() -> None:
+    run, stream = _run(), io.BytesIO()
+    sink = outputs.StdoutCsvSink(run.schema(), stream)
+    sink.write("a.mp4", _table("a.mp4", run))
+    first = stream.getvalue()
+    assert first.count(b"\n") == 3  # header and two rows flushed before the run ends
+    sink.write("b.mp4", _table("b.mp4", run))
+    sink.close(["a.mp4", "b.mp4"])
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue().decode())))
+    assert [r["video"] for r in rows] == ["a.mp4", "a.mp4", "b.mp4", "b.mp4"]
