@@ -1,0 +1,69 @@
+"""Running the model on a batch: input conversion on the device, and the precision modes.
+
+float32 is the reference everywhere. On CUDA, ``bfloat16`` and ``float16``
+run the model under autocast (weights stay float32; matrix products run in
+the low precision), which is several times faster on recent GPUs and moves
+the logits slightly (see ``benchmarks/autocast_drift.py``). ``bfloat16`` is
+also accepted on the CPU, where it is mainly useful to measure that drift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+
+from mmadfer_cli.model.mmadfer import MMADFER
+
+Precision = Literal["float32", "bfloat16", "float16"]
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
+_AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """Raise ValueError for an unknown precision or one the device cannot run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "float16" and torch.device(device).type != "cuda":
+        raise ValueError("float16 needs a CUDA device; use float32 (or bfloat16) on the CPU")
+
+
+def predict_logits(
+    model: MMADFER,
+    images: torch.Tensor,
+    audio: torch.Tensor,
+    device: torch.device | str | None = None,
+    precision: Precision = "float32",
+) -> torch.Tensor:
+    """(B, classes) float32 logits on the CPU.
+
+    ``images``: (B, 16, 3, 224, 224), uint8 in [0, 255] (converted to [0, 1]
+    on the device, so only bytes cross the bus) or float in [0, 1].
+    ``audio``: (B, 1, 512, 128) normalised filterbank.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    check_precision(precision, device)
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking)
+    images = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+    audio = audio.to(device, dtype=torch.float32, non_blocking=non_blocking)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=_AUTOCAST[precision])
+        if precision in _AUTOCAST
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        logits = model(images, audio)
+    return logits.float().cpu()
+
+
+def predict_proba(
+    model: MMADFER,
+    images: torch.Tensor,
+    audio: torch.Tensor,
+    device: torch.device | str | None = None,
+    precision: Precision = "float32",
+) -> torch.Tensor:
+    """(B, classes) float32 class probabilities on the CPU (softmax of ``predict_logits``)."""
+    return predict_logits(model, images, audio, device, precision).softmax(dim=-1)
