@@ -1,0 +1,112 @@
+"""The stage chain on real faces: tracks per person, clips, per-segment audio."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from mmadfer_cli.audio import silent_fbank, waveform_fbank
+from mmadfer_cli.clips import ClipSettings, SegmentClips, iter_video_clips, probe
+from mmadfer_cli.faces import create_detector
+from mmadfer_cli.faces.tracking import iou
+from tests.conftest import SAMPLE_VIDEOS, require_tool
+
+# The astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), and the camera move of
+# single_speaker.mp4 over that image (scripts/make_sample_videos.py): 200 frames, 640 x 480.
+SOURCE_FACE = np.array([175, 76, 265, 166], np.float64)
+CAMERA_START = np.array([40, 10, 440, 310], np.float64)
+CAMERA_END = np.array([110, 30, 450, 285], np.float64)
+
+
+def known_face(frame: int) -> np.ndarray:
+    """Where the face is in frame ``frame`` of single_speaker.mp4 (x1, y1, x2, y2)."""
+    x0, y0, x1, y1 = CAMERA_START + (CAMERA_END - CAMERA_START) * frame / 199
+    scale = np.array([640 / (x1 - x0), 480 / (y1 - y0)] * 2)
+    return (SOURCE_FACE - [x0, y0, x0, y0]) * scale
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector("dlib")
+
+
+def run(path: Path, detector, **settings) -> list[SegmentClips]:
+    return list(iter_video_clips(path, ClipSettings(**settings), detector))
+
+
+@pytest.fixture(scope="module")
+def single(detector) -> list[SegmentClips]:
+    return run(SAMPLE_VIDEOS / "single_speaker.mp4", detector)
+
+
+def test_single_speaker_is_one_track_on_the_known_face(single) -> None:
+    assert [s.segment.index for s in single] == [0, 1, 2]
+    for seg in single:
+        (face,) = seg.faces
+        assert face.track_id == 0
+        assert face.face_frames == 16 and 0.5 < face.face_score <= 1
+        assert face.clip.dtype == torch.uint8 and face.clip.shape == (16, 3, 224, 224)
+        x, y, w, h = face.bbox
+        middle = seg.segment.frame_indices[8]
+        overlap = iou(np.array([[x, y, x + w, y + h]]), known_face(middle)[None])[0, 0]
+        assert overlap > 0.5, (seg.segment.index, face.bbox, known_face(middle))
+
+
+def test_segment_audio_is_the_filterbank_of_its_span(single) -> None:
+    out = subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-i", str(SAMPLE_VIDEOS / "single_speaker.mp4"),
+         "-f", "f32le", "-c:a", "pcm_f32le", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    track = torch.from_numpy(np.frombuffer(out, np.float32).copy())[None]
+    for seg in single:
+        assert seg.has_audio
+        span = track[:, round(seg.segment.start_s * 44100) : round(seg.segment.end_s * 44100)]
+        expected = waveform_fbank(span, 44100)
+        assert seg.fbank.shape == (512, 128)
+        # ffmpeg's and PyAV's decoders agree to 2e-7; the log of near-silent bins magnifies that.
+        assert (seg.fbank - expected).abs().max() < 5e-3
+        assert (seg.fbank - expected).abs().mean() < 1e-5
+
+
+def test_group_gives_one_stable_track_per_person(detector) -> None:
+    segments = run(SAMPLE_VIDEOS / "group_conversation.mp4", detector)
+    ids = [sorted(f.track_id for f in s.faces) for s in segments]
+    assert ids == [[0, 1, 2, 3, 4, 5]] * 2
+    for before, after in itertools.pairwise(segments):  # the slow zoom moves each face a little
+        old = {f.track_id: f.bbox for f in before.faces}
+        for face in after.faces:
+            x, y, w, h = face.bbox
+            ox, oy, ow, oh = old[face.track_id]
+            assert abs((x + w / 2) - (ox + ow / 2)) < ow and abs((y + h / 2) - (oy + oh / 2)) < oh
+    assert all(s.has_audio for s in segments)
+
+
+def test_audio_less_video(detector) -> None:
+    segments = run(SAMPLE_VIDEOS / "silent_astronaut.mp4", detector, min_face_frames=17)
+    assert probe(SAMPLE_VIDEOS / "silent_astronaut.mp4").has_audio is False
+    assert len(segments) == 2
+    for seg in segments:
+        assert seg.has_audio is False and torch.equal(seg.fbank, silent_fbank())
+        assert seg.faces == []  # no track can reach 17 of 16 frames
+
+
+def test_face_less_video_gives_no_tracks(tmp_path: Path, detector) -> None:
+    image = data.coffee()[:400, :600]
+    frames = np.stack([np.roll(image, 4 * i, axis=1) for i in range(30)])
+    path = tmp_path / "coffee.mp4"
+    subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-s", "600x400", "-r", "15", "-i", "pipe:0", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+         str(path)],
+        input=frames.tobytes(), check=True,
+    )  # fmt: skip
+    segments = run(path, detector)
+    assert len(segments) == 1 and segments[0].segment.end_s == pytest.approx(2.0)
+    assert segments[0].faces == [] and segments[0].has_audio is False
