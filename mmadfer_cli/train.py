@@ -189,8 +189,11 @@ def train(
     model.to(device)
     core = model
     if world > 1:
+        # the progressive prompts added after the last block never reach the loss
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
     parameters = [p for p in core.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -140,3 +143,30 @@ def test_bad_data_lines_are_usage_errors(tmp_path, trained):
     )
     assert result.exit_code == 2
     assert "line 1:" in result.output
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_training(trained, tmp_path):
+    """DDP through torchrun (gloo on the CPU): one log, one set of files, both processes agree."""
+    _, _, _, args = trained
+    out = tmp_path / "ddp"
+    ddp_args = [*args[: args.index("--out") + 1], str(out), *args[args.index("--out") + 2 :]]
+    ddp_args[ddp_args.index("--batch-size") + 1] = "2"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "mmadfer_cli",
+        *ddp_args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("epoch 1/1") == 1
+    assert "x 2 processes" in result.stderr
+    with open(out / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
+    assert load_checkpoint(out / "last.safetensors").config.class_names == CLASSES

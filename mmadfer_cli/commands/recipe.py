@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,13 +50,15 @@ def _progress():
         yield update
 
 
-def _say(message: str) -> None:
-    """One unwrapped line on stderr (paths may hold brackets: no markup)."""
-    console.print(message, highlight=False, soft_wrap=True, markup=False)
+def _say(message: str, every_process: bool = False) -> None:
+    """One unwrapped line on stderr (paths may hold brackets: no markup); under torchrun
+    only the first process speaks, unless ``every_process``."""
+    if every_process or os.environ.get("RANK", "0") == "0":
+        console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    _say(f"error: {message}")
+    _say(f"error: {message}", every_process=True)
     return typer.Exit(code)
 
 
