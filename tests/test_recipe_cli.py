@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
 from mmadfer_cli.model import load_checkpoint
+from tests.conftest import SAMPLE_VIDEOS
 from tests.recipe_helpers import CLASSES, make_separable_set, write_tiny_encoders
 
 runner = CliRunner()
@@ -143,6 +144,21 @@ def test_bad_data_lines_are_usage_errors(tmp_path, trained):
     )
     assert result.exit_code == 2
     assert "line 1:" in result.output
+    videos = tmp_path / "videos.csv"
+    videos.write_text(f"video,label\n{SAMPLE_VIDEOS / 'single_speaker.mp4'},happiness\n")
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(videos),
+            "--checkpoint",
+            str(out / "last.safetensors"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "video CSV clips need the media and face stages" in result.output
 
 
 @pytest.mark.slow
