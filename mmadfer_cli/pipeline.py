@@ -1,0 +1,404 @@
+"""The streaming annotate loop: producers -> batches -> model -> rows per video.
+
+Worker threads run the media stage chain (decode, faces, crops, filterbanks)
+for one video at a time and put its segments on a bounded queue. The calling
+thread takes clips from the queue, batches them across segments, tracks and
+videos, runs the model, turns probabilities into rows as soon as a segment is
+complete (dropping its pixels), and yields each video's rows once the video is
+done, in input order. Memory is bounded by the queue size and the batch size,
+whatever the length or number of videos.
+
+The stages are plain callables (``Stages``), injected so that tests can fake
+them and a distributed engine can run the same functions elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mmadfer_cli.outputs import error_row, segment_rows
+
+if TYPE_CHECKING:
+    from mmadfer_cli.clips import SegmentClips
+
+ClipSource = Callable[[Path], Iterable["SegmentClips"]]
+"""The media stage chain for one video: its segments with face clips and filterbank, streamed."""
+
+Predict = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], np.ndarray]
+"""The model stage: uint8 clips (16, 3, 224, 224) and fbanks (512, 128) -> probabilities (B, classes)."""
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline's stage functions.
+
+    ``open_source`` is called once in each worker thread, so that every worker
+    owns its decoder and face detector.
+    """
+
+    open_source: Callable[[], ClipSource]
+    video_id: Callable[[Path], str]
+    predict: Predict
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    """One input video: ``video`` is the path as given (the ``video`` column)."""
+
+    index: int
+    video: str
+    path: Path
+
+
+@dataclass
+class VideoResult:
+    """A finished video: its rows, or the reason it failed (then ``rows`` is one error row)."""
+
+    task: VideoTask
+    video_id: str | None
+    rows: list[dict[str, Any]]
+    error: str | None
+    segments: int
+    tracks: int
+    clips: int
+
+
+@dataclass
+class PipelineStats:
+    """Counters and stage timings of a run (seconds; ``produce_s`` summed over workers)."""
+
+    videos: int = 0
+    errors: int = 0
+    segments: int = 0
+    clips: int = 0
+    batches: int = 0
+    produce_s: float = 0.0
+    model_s: float = 0.0
+    wall_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_produce(self, seconds: float) -> None:
+        with self._lock:
+            self.produce_s += seconds
+
+
+class PipelineEvents:
+    """Progress hooks, called in the consuming thread. The default does nothing."""
+
+    def video_started(self, task: VideoTask) -> None:
+        """A worker began this video."""
+
+    def segments_done(self, task: VideoTask, count: int) -> None:
+        """``count`` more segments of this video have their rows."""
+
+
+def error_message(exc: BaseException) -> str:
+    """A one-line reason for an error row: the message alone for expected media errors."""
+    from mmadfer_cli.media import MediaError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (MediaError, OSError)):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# Items put on the queue by producers.
+@dataclass
+class _Start:
+    index: int
+    video_id: str
+
+
+@dataclass
+class _Segment:
+    index: int
+    clips: SegmentClips
+
+
+@dataclass
+class _End:
+    index: int
+    seconds: float
+
+
+@dataclass
+class _Failed:
+    index: int
+    message: str
+
+
+@dataclass
+class _WorkerExit:
+    fatal: BaseException | None = None
+
+
+def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item``, waiting for room unless the run is stopping; False when it stopped."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def produce(
+    tasks: queue.Queue,
+    out: queue.Queue,
+    stages: Stages,
+    stop: threading.Event,
+    stats: PipelineStats,
+) -> None:
+    """Worker loop: take videos from ``tasks`` and stream their segments to ``out``."""
+    try:
+        source = stages.open_source()
+    except BaseException as exc:
+        _put(out, _WorkerExit(fatal=exc), stop)
+        return
+    while not stop.is_set():
+        try:
+            task: VideoTask = tasks.get_nowait()
+        except queue.Empty:
+            break
+        started = time.perf_counter()
+        try:
+            if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
+                break
+            segments = iter(source(task.path))
+            try:
+                while True:
+                    t0 = time.perf_counter()
+                    clips = next(segments, None)
+                    stats.add_produce(time.perf_counter() - t0)
+                    if clips is None or not _put(out, _Segment(task.index, clips), stop):
+                        break
+            finally:
+                close = getattr(segments, "close", None)
+                if close is not None:
+                    close()
+            item: object = _End(task.index, time.perf_counter() - started)
+        except Exception as exc:
+            item = _Failed(task.index, error_message(exc))
+        if not _put(out, item, stop):
+            break
+    _put(out, _WorkerExit(), stop)
+
+
+@dataclass
+class _Pending:
+    """A segment waiting for predictions of its faces."""
+
+    clips: SegmentClips | None
+    probs: np.ndarray
+    missing: int
+
+
+@dataclass
+class _Video:
+    task: VideoTask
+    video_id: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0  # segments whose faces are not all predicted yet
+    segments: int = 0
+    clips: int = 0
+    ended: bool = False
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (self.ended and self.pending == 0)
+
+    def result(self) -> VideoResult:
+        if self.error is not None:
+            rows = [error_row(self.task.video, self.video_id, self.error)]
+            return VideoResult(self.task, self.video_id, rows, self.error, 0, 0, 0)
+        rows = sorted(self.rows, key=lambda r: (r["segment"], r.get("track_id") or -1))
+        tracks = len({r["track_id"] for r in rows if r["status"] == "ok"})
+        return VideoResult(self.task, self.video_id, rows, None, self.segments, tracks, self.clips)
+
+
+class _Batcher:
+    """Collects face clips across segments and videos, runs the model when asked."""
+
+    def __init__(
+        self,
+        predict: Predict,
+        class_names: Sequence[str],
+        stats: PipelineStats,
+        events: PipelineEvents,
+    ) -> None:
+        self.predict, self.class_names, self.stats, self.events = (
+            predict,
+            tuple(class_names),
+            stats,
+            events,
+        )
+        self.items: list[tuple[_Video, _Pending, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, video: _Video, clips: SegmentClips) -> None:
+        n = len(clips.faces)
+        pending = _Pending(clips, np.zeros((n, len(self.class_names)), np.float32), n)
+        video.segments += 1
+        video.clips += n
+        if n == 0:
+            self._complete(video, pending)
+            return
+        video.pending += 1
+        self.items += [(video, pending, i) for i in range(n)]
+
+    def _complete(self, video: _Video, pending: _Pending) -> None:
+        assert pending.clips is not None
+        if video.error is None:
+            rows = segment_rows(
+                video.task.video, video.video_id, pending.clips, pending.probs, self.class_names
+            )
+            video.rows += rows
+        pending.clips = None  # drop the pixels as soon as the rows exist
+        self.stats.segments += 1
+        self.events.segments_done(video.task, 1)
+
+    def flush(self, limit: int) -> None:
+        """Run the model on up to ``limit`` queued clips."""
+        batch, self.items = self.items[:limit], self.items[limit:]
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        clips = [p.clips.faces[i].clip for _, p, i in batch]  # type: ignore[union-attr]
+        fbanks = [p.clips.fbank for _, p, _ in batch]  # type: ignore[union-attr]
+        probs = self.predict(clips, fbanks)
+        self.stats.model_s += time.perf_counter() - t0
+        self.stats.batches += 1
+        self.stats.clips += len(batch)
+        for (video, pending, i), p in zip(batch, probs, strict=True):
+            pending.probs[i] = p
+            pending.missing -= 1
+            if pending.missing == 0:
+                video.pending -= 1
+                self._complete(video, pending)
+
+
+def run_pipeline(
+    videos: Sequence[VideoTask],
+    stages: Stages,
+    class_names: Sequence[str],
+    *,
+    batch_size: int = 8,
+    workers: int = 2,
+    queue_size: int | None = None,
+    events: PipelineEvents | None = None,
+    stats: PipelineStats | None = None,
+) -> Iterator[VideoResult]:
+    """Run every video through the stages; yield finished videos in input order.
+
+    A video that fails in the media stages gives one error result and the run
+    goes on. Closing the generator (or Ctrl-C in the caller) stops the workers.
+    """
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be at least 1")
+    events = events or PipelineEvents()
+    stats = stats if stats is not None else PipelineStats()
+    started = time.perf_counter()
+    tasks: queue.Queue = queue.Queue()
+    for task in videos:
+        tasks.put(task)
+    workers = min(workers, max(1, len(videos)))
+    out: queue.Queue = queue.Queue(maxsize=queue_size or 2 * workers + 2)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=produce, args=(tasks, out, stages, stop, stats), daemon=True, name=f"mmadfer-{i}"
+        )
+        for i in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    state = {task.index: _Video(task) for task in videos}
+    order = [task.index for task in videos]
+    next_emit = 0
+    batcher = _Batcher(stages.predict, class_names, stats, events)
+    alive = len(threads)
+    try:
+        while next_emit < len(order):
+            while next_emit < len(order) and state[order[next_emit]].finished:
+                result = state.pop(order[next_emit]).result()
+                stats.videos += 1
+                stats.errors += result.error is not None
+                next_emit += 1
+                stats.wall_s = time.perf_counter() - started
+                yield result
+            if next_emit == len(order):
+                break
+            if len(batcher) >= batch_size:
+                batcher.flush(batch_size)
+                continue
+            try:
+                item = out.get_nowait()
+            except queue.Empty:
+                if len(batcher):  # the model would otherwise wait: run what is ready
+                    batcher.flush(batch_size)
+                    continue
+                if alive == 0:
+                    raise RuntimeError("pipeline workers exited with videos unfinished") from None
+                item = out.get()
+            if isinstance(item, _Start):
+                state[item.index].video_id = item.video_id
+                events.video_started(state[item.index].task)
+            elif isinstance(item, _Segment):
+                batcher.add(state[item.index], item.clips)
+            elif isinstance(item, _End):
+                state[item.index].ended = True
+            elif isinstance(item, _Failed):
+                state[item.index].error = item.message
+            elif isinstance(item, _WorkerExit):
+                alive -= 1
+                if item.fatal is not None:
+                    raise item.fatal
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                out.get_nowait()
+        stats.wall_s = time.perf_counter() - started
+
+
+def softmax_probs(logits: torch.Tensor) -> np.ndarray:
+    """Class probabilities (float32, rows sum to 1) from logits of any dtype or device."""
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the first GPU when there is one; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {name}: no CUDA GPU is available to this PyTorch "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                "use --device cpu, or install a CUDA build of PyTorch"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device

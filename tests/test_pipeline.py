@@ -1,0 +1,213 @@
+"""The streaming pipeline with fake stages injected: ordering, batching, errors, bounded memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from mmadfer_cli.pipeline import (
+    PipelineEvents,
+    PipelineStats,
+    Stages,
+    VideoTask,
+    resolve_device,
+    run_pipeline,
+)
+
+CLASSES = ("a", "b", "c", "d", "e")
+
+
+def _clip(video: int, segment: int, track: int) -> torch.Tensor:
+    # The clip's pixels encode where it came from, so rows can be checked against predictions.
+    clip = torch.zeros(16, 3, 4, 4, dtype=torch.int32)
+    clip[0, 0, 0, :3] = torch.tensor([video, segment, track], dtype=torch.int32)
+    return clip
+
+
+def _expected_class(video: int, segment: int, track: int) -> int:
+    return (video + segment + track) % len(CLASSES)
+
+
+def _fake_predict(calls: list[list[tuple[int, int, int]]]):
+    def predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
+        assert len(clips) == len(fbanks)
+        origins = [tuple(int(v) for v in c[0, 0, 0, :3]) for c in clips]
+        calls.append(origins)
+        time.sleep(0.01)  # slower than the fake decoding, so that batches fill up
+        probs = np.full((len(clips), len(CLASSES)), 0.1, np.float32)
+        for row, origin in enumerate(origins):
+            probs[row, _expected_class(*origin)] = 0.6
+        return probs
+
+    return predict
+
+
+def _video_plan(path: Path) -> tuple[int, int, int]:
+    """Fake videos are named v<index>_<segments>_<faces>.mp4."""
+    index, segments, faces = (int(x) for x in path.stem[1:].split("_"))
+    return index, segments, faces
+
+
+def _source(produced: list[int] | None = None, fail: dict[str, int] | None = None):
+    def iter_clips(path: Path) -> Iterator[SimpleNamespace]:
+        index, segments, faces = _video_plan(path)
+        for s in range(segments):
+            if fail and path.name in fail and s == fail[path.name]:
+                raise ValueError(f"broken frame in {path.name}")
+            if produced is not None:
+                produced.append(1)
+            # Faces come and go: segment s has (s % (faces + 1)) tracks, the first has none.
+            n = s % (faces + 1) if faces else 0
+            yield SimpleNamespace(
+                segment=SimpleNamespace(index=s, start_s=2.0 * s, end_s=2.0 * s + 2.0),
+                has_audio=True,
+                fbank=torch.zeros(512, 128),
+                faces=[
+                    SimpleNamespace(
+                        track_id=t,
+                        clip=_clip(index, s, t),
+                        face_frames=16,
+                        face_score=0.9,
+                        bbox=(0.0, 0.0, 10.0, 10.0),
+                    )
+                    for t in range(n)
+                ],
+            )
+
+    return lambda: iter_clips
+
+
+def _tasks(*names: str) -> list[VideoTask]:
+    return [VideoTask(i, name, Path(name)) for i, name in enumerate(names)]
+
+
+def _stages(calls: list, **kwargs: object) -> Stages:
+    return Stages(
+        open_source=_source(**kwargs),  # type: ignore[arg-type]
+        video_id=lambda p: f"id-{p.stem}",
+        predict=_fake_predict(calls),
+    )
+
+
+def test_rows_in_input_order_with_predictions_routed_to_their_track() -> None:
+    calls: list = []
+    tasks = _tasks("v0_7_3.mp4", "v1_1_0.mp4", "v2_4_2.mp4", "v3_9_1.mp4")
+    results = list(run_pipeline(tasks, _stages(calls), CLASSES, batch_size=4, workers=3))
+    assert [r.task.video for r in results] == [t.video for t in tasks]
+    for result in results:
+        index, segments, faces = _video_plan(result.task.path)
+        assert result.error is None and result.video_id == f"id-{result.task.path.stem}"
+        keys = [(r["segment"], r.get("track_id")) for r in result.rows]
+        expected = [
+            (s, t) if n else (s, None)
+            for s in range(segments)
+            for n in [s % (faces + 1) if faces else 0]
+            for t in (range(n) if n else [None])
+        ]
+        assert keys == expected
+        for row in result.rows:
+            if row["status"] == "ok":
+                want = CLASSES[_expected_class(index, row["segment"], row["track_id"])]
+                assert row["label"] == want and row["confidence"] == pytest.approx(0.6)
+            else:
+                assert row["status"] == "no_face" and "label" not in row
+        assert result.segments == segments
+    assert max(len(c) for c in calls) <= 4
+    # Clips of different videos share batches.
+    assert any(len({origin[0] for origin in call}) > 1 for call in calls)
+
+
+def test_a_failing_video_is_one_error_row_and_the_run_goes_on() -> None:
+    calls: list = []
+    stages = _stages(calls, fail={"v1_5_1.mp4": 3})
+    tasks = _tasks("v0_3_1.mp4", "v1_5_1.mp4", "v2_3_1.mp4")
+    results = list(run_pipeline(tasks, stages, CLASSES, batch_size=2, workers=2))
+    assert [r.error for r in results] == [None, "ValueError: broken frame in v1_5_1.mp4", None]
+    (row,) = results[1].rows
+    assert row["status"] == "error" and row["video_id"] == "id-v1_5_1"
+    assert len(results[2].rows) == 3
+
+
+def test_video_id_failure_gives_error_row_without_id() -> None:
+    def no_file(path: Path) -> str:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    stages = Stages(open_source=_source(), video_id=no_file, predict=_fake_predict([]))
+    (result,) = run_pipeline(_tasks("v0_2_1.mp4"), stages, CLASSES)
+    assert result.rows[0]["video_id"] is None
+    assert "No such file" in (result.error or "")
+
+
+def test_memory_is_bounded_by_queue_and_batch_not_video_length() -> None:
+    produced: list[int] = []
+    done = [0]
+    peak = [0]
+
+    class Events(PipelineEvents):
+        def segments_done(self, task: VideoTask, count: int) -> None:
+            done[0] += count
+            peak[0] = max(peak[0], len(produced) - done[0])
+
+    def slow_predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
+        time.sleep(0.002)  # a model slower than decoding: producers must wait, not pile up
+        return np.full((len(clips), len(CLASSES)), 0.2, np.float32)
+
+    stages = Stages(open_source=_source(produced), video_id=str, predict=slow_predict)
+    tasks = _tasks("v0_300_1.mp4", "v1_300_1.mp4")
+    stats = PipelineStats()
+    results = list(
+        run_pipeline(
+            tasks,
+            stages,
+            CLASSES,
+            batch_size=4,
+            workers=2,
+            queue_size=3,
+            events=Events(),
+            stats=stats,
+        )
+    )
+    assert sum(len(r.rows) for r in results) == 600
+    # In flight at most: the queue, one batch, and one segment held by each worker.
+    assert peak[0] <= 3 + 4 + 2 + 1
+    assert stats.segments == 600 and stats.clips == 300 and stats.videos == 2
+
+
+def test_closing_the_run_early_stops_the_workers() -> None:
+    produced: list[int] = []
+    stages = Stages(open_source=_source(produced), video_id=str, predict=_fake_predict([]))
+    before = set(threading.enumerate())
+    run = run_pipeline(_tasks("v0_2_1.mp4", "v1_5000_1.mp4"), stages, CLASSES, workers=2)
+    first = next(run)
+    assert first.task.video == "v0_2_1.mp4"
+    run.close()
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    assert len(produced) < 5000
+
+
+def test_a_worker_that_cannot_start_stops_the_run() -> None:
+    def broken() -> None:
+        raise RuntimeError("no detector")
+
+    stages = Stages(open_source=broken, video_id=str, predict=_fake_predict([]))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no detector"):
+        list(run_pipeline(_tasks("v0_2_1.mp4"), stages, CLASSES))
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
