@@ -44,6 +44,10 @@ _RUN_FILE = "run.json"
 _DIR_RUN_FILE = ".mmadfer-run.json"
 
 
+Done = dict[str, tuple[str | None, str | None]]
+"""Videos finished by an earlier run: video (as given) -> (video_id, error message or None)."""
+
+
 class OutputError(Exception):
     """A usage problem with ``--out``/``--format`` or with resuming (exit code 2)."""
 
@@ -262,8 +266,8 @@ def detect_format(out: str, fmt: str | None) -> tuple[Format, bool]:
 class Sink:
     """Where finished videos' rows go. ``done`` lists videos a previous run already finished."""
 
-    def done(self) -> dict[str, str | None]:
-        """Finished videos of an earlier run: video (as given) -> its video_id."""
+    def done(self) -> Done:
+        """Videos an earlier run with this output already finished."""
         return {}
 
     def write(self, video: str, table: pa.Table) -> None:
@@ -320,15 +324,16 @@ def _write_run_file(path: Path, run: RunInfo) -> None:
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(run.fingerprint(), sort_keys=True)))
 
 
-def _parts_done(files: Iterable[Path]) -> dict[str, tuple[str | None, Path]]:
-    done: dict[str, tuple[str | None, Path]] = {}
+def _parts_done(files: Iterable[Path]) -> Done:
+    done: Done = {}
     for path in files:
         try:
-            table = pq.read_table(path, columns=["video", "video_id"])
+            table = pq.read_table(path, columns=["video", "video_id", "error"])
         except (OSError, pa.ArrowException):
             continue  # unreadable part: the video is simply done again
         if table.num_rows:
-            done[table["video"][0].as_py()] = (table["video_id"][0].as_py(), path)
+            first = table.slice(0, 1).to_pylist()[0]
+            done[first["video"]] = (first["video_id"], first["error"])
     return done
 
 
@@ -349,8 +354,8 @@ class FileSink(Sink):
         _write_run_file(run_file, run)
         self._done = _parts_done(self.parts.glob("*.parquet"))
 
-    def done(self) -> dict[str, str | None]:
-        return {video: vid for video, (vid, _) in self._done.items()}
+    def done(self) -> Done:
+        return self._done
 
     def _part(self, video: str) -> Path:
         return self.parts / f"{video_key(video)}.parquet"
@@ -391,8 +396,8 @@ class DirectorySink(Sink):
                 ours.append(path)
         return ours
 
-    def done(self) -> dict[str, str | None]:
-        return {video: vid for video, (vid, _) in self._done.items()}
+    def done(self) -> Done:
+        return self._done
 
     def write(self, video: str, table: pa.Table) -> None:
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(video).stem)[:60]

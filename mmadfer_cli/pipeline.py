@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mmadfer_cli.clips import ClipSettings, iter_video_clips
+from mmadfer_cli.faces import FaceDetector
+from mmadfer_cli.media import MediaError
 from mmadfer_cli.outputs import error_row, segment_rows
 
 if TYPE_CHECKING:
@@ -104,8 +107,6 @@ class PipelineEvents:
 
 def error_message(exc: BaseException) -> str:
     """A one-line reason for an error row: the message alone for expected media errors."""
-    from mmadfer_cli.media import MediaError
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (MediaError, OSError)):
         return text or type(exc).__name__
@@ -375,9 +376,46 @@ def run_pipeline(
         stats.wall_s = time.perf_counter() - started
 
 
-def softmax_probs(logits: torch.Tensor) -> np.ndarray:
-    """Class probabilities (float32, rows sum to 1) from logits of any dtype or device."""
-    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for inference, or None for plain float32.
+
+    ``auto``: float32 on the CPU; on CUDA bfloat16 where the GPU supports it, else float16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16
+
+
+def model_predictor(
+    model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None = None
+) -> Predict:
+    """The model stage: uint8 clips go to the device as they are (pinned on CUDA, 4x less to copy
+    than float) and become floats in [0, 1] there; the forward pass runs under autocast when
+    ``dtype`` is set; probabilities come back as float32 on the CPU."""
+    pin = device.type == "cuda"
+
+    @torch.inference_mode()
+    def predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
+        images = torch.stack(list(clips))
+        audio = torch.stack(list(fbanks)).unsqueeze(1)
+        if pin:
+            images, audio = images.pin_memory(), audio.pin_memory()
+        images = images.to(device, non_blocking=True).float().div_(255.0)
+        audio = audio.to(device, non_blocking=True).float()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(images, audio)
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    return predict
 
 
 def resolve_device(name: str) -> torch.device:
@@ -402,3 +440,15 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def media_source(
+    settings: ClipSettings, make_detector: Callable[[], FaceDetector]
+) -> Callable[[], ClipSource]:
+    """The real media stage chain; each worker that opens it gets its own face detector."""
+
+    def open_source() -> ClipSource:
+        detector = make_detector()
+        return lambda path: iter_video_clips(path, settings, detector)
+
+    return open_source

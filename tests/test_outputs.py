@@ -149,10 +149,16 @@ def test_file_sink_resume_knows_done_videos_and_refuses_other_settings(tmp_path:
     run, out = _run(), tmp_path / "r.parquet"
     sink = outputs.FileSink(out, "parquet", run, overwrite=False)
     sink.write("a.mp4", _table("a.mp4", run))
+    sink.write(
+        "b.mp4", outputs.rows_table([outputs.error_row("b.mp4", None, "empty file")], run.schema())
+    )
     # An interrupted write leaves only a temporary file, which is not a finished video.
     (sink.parts / ".x.parquet.tmp-1").write_bytes(b"partial")
     resumed = outputs.FileSink(out, "parquet", run, overwrite=False)
-    assert resumed.done() == {"a.mp4": "vid-a.mp4"}
+    assert resumed.done() == {
+        "a.mp4": ("vid-a.mp4", None),
+        "b.mp4": (None, "empty file"),
+    }
     with pytest.raises(outputs.OutputError, match="window"):
         outputs.FileSink(out, "parquet", _run(window=2.0), overwrite=False)
     fresh = outputs.FileSink(out, "parquet", _run(window=2.0), overwrite=True)
@@ -177,8 +183,8 @@ def test_directory_sink_one_parquet_per_video_readable_as_dataset(tmp_path: Path
     dataset = pq.read_table(out)
     assert dataset.num_rows == 4
     assert outputs.DirectorySink(out, run, overwrite=False).done() == {
-        "x/a.mp4": "vid-x/a.mp4",
-        "y/a.mp4": "vid-y/a.mp4",
+        "x/a.mp4": ("vid-x/a.mp4", None),
+        "y/a.mp4": ("vid-y/a.mp4", None),
     }
     with pytest.raises(outputs.OutputError):
         outputs.DirectorySink(out, _run(window=5.0), overwrite=False)

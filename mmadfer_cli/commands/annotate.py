@@ -1,0 +1,399 @@
+"""``mmadfer annotate``: videos in, one emotion table out (per person, per segment).
+
+A thin layer: parse options, resolve the model, device and output, run
+``pipeline.run_pipeline`` and hand each finished video to the output sink.
+Progress and logs go to stderr; stdout carries data only (``--out -``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from mmadfer_cli import __version__
+from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.discover import PathNotFoundError, discover_videos
+from mmadfer_cli.faces import DETECTORS, create_detector
+from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
+from mmadfer_cli.media import video_id
+from mmadfer_cli.model.checkpoints import CheckpointError
+from mmadfer_cli.model.registry import RegistryError, resolve_model
+from mmadfer_cli.outputs import FORMATS, OutputError, RunInfo, Sink, open_sink, rows_table
+from mmadfer_cli.pipeline import (
+    PRECISIONS,
+    PipelineEvents,
+    PipelineStats,
+    Stages,
+    VideoResult,
+    VideoTask,
+    autocast_dtype,
+    media_source,
+    model_predictor,
+    resolve_device,
+    run_pipeline,
+)
+
+_err = Console(stderr=True)
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _usage_error(message: str) -> typer.Exit:
+    _err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str) -> dict:
+    """The settings that decide the rows, as recorded in the output and compared on resume."""
+    recorded = dataclasses.asdict(settings)
+    recorded["face_models"] = str(settings.face_models) if settings.face_models else None
+    recorded["detector_backend"] = detector.name
+    recorded["precision"] = precision
+    return recorded
+
+
+def _current_id(path: Path) -> str | None:
+    try:
+        return video_id(path)
+    except OSError:
+        return None
+
+
+class _Progress(PipelineEvents):
+    """Rich progress on stderr: videos done, segments/s, ETA, current file."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.segments = 0
+        self.started = time.perf_counter()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}", justify="left"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("videos · {task.fields[rate]} segments/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=_err,
+            disable=quiet,
+            transient=False,
+        )
+        self.task = self.progress.add_task("annotate", total=total, rate="0.0", current="")
+
+    def video_started(self, task: VideoTask) -> None:
+        self.progress.update(self.task, current=escape(_short(task.video)))
+
+    def segments_done(self, task: VideoTask, count: int) -> None:
+        self.segments += count
+        rate = self.segments / max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(self.task, rate=f"{rate:.1f}")
+
+    def video_done(self) -> None:
+        self.progress.advance(self.task)
+
+
+def _short(video: str, width: int = 40) -> str:
+    return video if len(video) <= width else "…" + video[-(width - 1) :]
+
+
+def _summary(
+    results: list[VideoResult], stats: PipelineStats, skipped: int, wall: float, where: str
+) -> None:
+    videos = len(results)
+    failed = sum(r.error is not None for r in results)
+    segments = sum(r.segments for r in results)
+    tracks = sum(r.tracks for r in results)
+    rate = segments / wall if wall > 0 else 0.0
+    resumed = f", {skipped} already done" if skipped else ""
+    _err.print(
+        f"Annotated {videos - failed} of {videos} videos{resumed}: {segments} segments, "
+        f"{tracks} person tracks, {stats.clips} face clips, {failed} failed; "
+        f"{wall:.1f} s ({rate:.2f} segments/s). Results: {escape(where)}"
+    )
+
+
+def annotate(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Video files and folders (folders are searched for videos).", show_default=False
+    ),
+    out: str = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Result file (.parquet, .csv, .jsonl), a directory (one Parquet file per video), "
+        "or - for CSV on stdout.",
+        show_default=False,
+    ),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help=f"Output format: {', '.join(FORMATS)}. \\[default: from the --out extension; csv for -]",
+        show_default=False,
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Name of an imported model. \\[default: the only imported model]",
+        show_default=False,
+    ),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="Use this checkpoint file instead of an imported model.",
+        show_default=False,
+    ),
+    device: str = typer.Option(
+        "auto", "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help=f"{', '.join(PRECISIONS)}: auto is float32 on the CPU, bfloat16 (or float16) autocast on CUDA.",
+    ),
+    batch_size: int = typer.Option(
+        8, "--batch-size", "-b", min=1, help="Face clips per model call (across videos)."
+    ),
+    workers: int = typer.Option(
+        2,
+        "--workers",
+        "-j",
+        min=1,
+        help="Threads decoding videos, detecting faces and cutting clips, in parallel with the model.",
+    ),
+    window: float = typer.Option(3.0, "--window", min=0.1, help="Segment length in seconds."),
+    stride: float | None = typer.Option(
+        None,
+        "--stride",
+        min=0.1,
+        help="Seconds between segment starts. \\[default: the window: a contiguous timeline]",
+        show_default=False,
+    ),
+    min_segment: float = typer.Option(
+        1.0, "--min-segment", min=0.0, help="Shortest last partial segment kept, in seconds."
+    ),
+    detector: str = typer.Option(
+        "auto",
+        "--detector",
+        help="Face detector: auto (insightface when its model pack is found, else dlib), "
+        "insightface or dlib.",
+    ),
+    face_models: Path | None = typer.Option(
+        None,
+        "--face-models",
+        help="Folder of an unpacked insightface model pack (e.g. buffalo_l). "
+        "\\[default: ~/.insightface/models/buffalo_l]",
+        show_default=False,
+    ),
+    face_threshold: float = typer.Option(
+        0.5, "--face-threshold", min=0.0, max=1.0, help="Minimum detector confidence of a face."
+    ),
+    min_face_size: int = typer.Option(
+        20, "--min-face-size", min=1, help="Smallest face kept (shorter box side, in pixels)."
+    ),
+    max_faces: int = typer.Option(
+        0, "--max-faces", min=0, help="Keep the largest N faces per frame (0: all)."
+    ),
+    min_face_frames: int = typer.Option(
+        8,
+        "--min-face-frames",
+        min=1,
+        max=16,
+        help="A person gets a prediction in a segment when seen in at least this many of its 16 frames.",
+    ),
+    track_iou: float = typer.Option(
+        0.3, "--track-iou", min=0.0, max=1.0, help="Box overlap that continues a track."
+    ),
+    max_gap: float = typer.Option(
+        1.0, "--max-gap", min=0.0, help="Seconds a person may be unseen before the track ends."
+    ),
+    recursive: bool = typer.Option(
+        True, "--recursive/--no-recursive", help="Search folders recursively."
+    ),
+    globs: list[str] = typer.Option(
+        [],
+        "--glob",
+        help="Also treat files matching this pattern as videos (repeatable).",
+        show_default=False,
+    ),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--overwrite",
+        help="Resume: skip videos an interrupted run with the same --out already finished. "
+        "Overwrite: start again.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only errors (no progress, no summary). \\[default: off]"
+    ),
+) -> None:
+    """Annotate every person in every segment of the videos with an emotion and class probabilities.
+
+    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model), 130 interrupted (finished videos kept; rerun the same command to resume).
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise _usage_error(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if detector not in DETECTORS:
+        raise _usage_error(f"--detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
+    if precision not in PRECISIONS:
+        raise _usage_error(f"--precision must be one of {', '.join(PRECISIONS)}")
+    try:
+        videos = discover_videos(inputs, recursive=recursive, globs=globs)
+        torch_device = resolve_device(device)
+        dtype = autocast_dtype(torch_device, precision)
+    except (PathNotFoundError, ValueError) as exc:
+        raise _usage_error(str(exc)) from exc
+    if not videos:
+        raise _usage_error(
+            "no video files found in "
+            + ", ".join(str(p) for p in inputs)
+            + " (use --glob PATTERN for unusual extensions)"
+        )
+    settings = ClipSettings(
+        window_s=window,
+        stride_s=stride,
+        min_segment_s=min_segment,
+        min_face_frames=min_face_frames,
+        face_threshold=face_threshold,
+        min_face_px=min_face_size,
+        max_faces=max_faces,
+        track_iou=track_iou,
+        max_gap_s=max_gap,
+        detector=detector,
+        face_models=face_models,
+    )
+    try:
+        net, record = resolve_model(model, checkpoint, device=str(torch_device))
+        first = _make_detector(settings)
+    except (RegistryError, CheckpointError, DetectorUnavailableError, OSError) as exc:
+        raise _usage_error(str(exc)) from exc
+    run = RunInfo(
+        model_name=record.name,
+        model_sha256=record.sha256,
+        class_names=tuple(record.class_names),
+        settings=run_settings(
+            settings, first, str(dtype).removeprefix("torch.") if dtype else "float32"
+        ),
+        tool_version=__version__,
+        torch_version=torch.__version__,
+    )
+    try:
+        sink = open_sink(out, fmt, run, overwrite=not resume)
+    except (OutputError, OSError) as exc:
+        raise _usage_error(str(exc)) from exc
+
+    done = sink.done()
+    tasks, skipped, previous_failures = [], 0, []
+    for index, path in enumerate(videos):
+        name = str(path)
+        if name in done and done[name][0] == _current_id(path):
+            skipped += 1
+            if done[name][1] is not None:
+                previous_failures.append((name, done[name][1]))
+            continue
+        tasks.append(VideoTask(index, name, path))
+    if skipped and not quiet:
+        _err.print(f"Resuming: {skipped} of {len(videos)} videos already done in an earlier run.")
+
+    detectors = [first]
+
+    def make_detector() -> FaceDetector:
+        return detectors.pop() if detectors else _make_detector(settings)
+
+    stages = Stages(
+        open_source=media_source(settings, make_detector),
+        video_id=video_id,
+        predict=model_predictor(net, torch_device, dtype),
+    )
+    exit_code, failures = _run(
+        tasks, stages, run, sink, [str(v) for v in videos], batch_size, workers, quiet
+    )
+    failures = previous_failures + failures
+    if failures:
+        _err.print(f"[red]{len(failures)} video(s) failed:[/]")
+        for name, reason in failures:
+            _err.print(f"  {escape(name)}: {escape(reason)}")
+        exit_code = max(exit_code, EXIT_FAILED)
+    raise typer.Exit(exit_code)
+
+
+def _make_detector(settings: ClipSettings) -> FaceDetector:
+    """A detector for the settings; the fallback's warning is shown once, on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector = create_detector(
+            settings.detector, settings.face_models, threshold=settings.face_threshold
+        )
+    for warning in caught:
+        _err.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
+    return detector
+
+
+def _run(
+    tasks: list[VideoTask],
+    stages: Stages,
+    run: RunInfo,
+    sink: Sink,
+    all_videos: list[str],
+    batch_size: int,
+    workers: int,
+    quiet: bool,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Run the pipeline into the sink: the exit code so far (0, or 130 when interrupted) and
+    the failed videos with their reasons."""
+    schema = run.schema()
+    stats = PipelineStats()
+    events = _Progress(len(tasks), quiet)
+    results: list[VideoResult] = []
+    started = time.perf_counter()
+    failures: list[tuple[str, str]] = []
+    pipeline = run_pipeline(
+        tasks,
+        stages,
+        run.class_names,
+        batch_size=batch_size,
+        workers=workers,
+        events=events,
+        stats=stats,
+    )
+    try:
+        with events.progress:
+            for result in pipeline:
+                sink.write(result.task.video, rows_table(result.rows, schema))
+                results.append(result)
+                if result.error is not None:
+                    failures.append((result.task.video, result.error))
+                events.video_done()
+        where = sink.close(all_videos)
+    except KeyboardInterrupt:
+        pipeline.close()
+        _err.print(
+            f"[yellow]Interrupted:[/] {len(results)} finished video(s) are kept; "
+            "rerun the same command to resume."
+        )
+        return EXIT_INTERRUPTED, failures
+    except BrokenPipeError:
+        pipeline.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED, failures
+    if not quiet:
+        wall = time.perf_counter() - started
+        skipped = len(all_videos) - len(tasks)
+        _summary(results, stats, skipped, wall, str(where or "stdout"))
+    return 0, failures
