@@ -1,0 +1,184 @@
+"""``mmadfer annotate`` end to end on the sample videos, with a tiny random model imported once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmadfer_cli.cli import app
+from mmadfer_cli.media import probe
+from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
+from mmadfer_cli.outputs import read_metadata, row_schema
+from tests.conftest import REPO, SAMPLE_VIDEOS
+
+# The short videos first, so that a killed run has finished exactly one.
+VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
+FAST = ["--detector", "dlib", "--workers", "2", "--batch-size", "4"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MMADFER_HOME holding one tiny random model, imported through the CLI."""
+    root = tmp_path_factory.mktemp("home")
+    torch.manual_seed(0)
+    save_checkpoint(build_model(MMADFERConfig.tiny()), root / "tiny.safetensors")
+    env = {**os.environ, "MMADFER_HOME": str(root / "cache")}
+    cmd = [sys.executable, "-m", "mmadfer_cli", "models", "import", str(root / "tiny.safetensors")]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    return root / "cache"
+
+
+def _annotate(home: Path, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["annotate", *args], env={"MMADFER_HOME": str(home)})
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def baseline(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("baseline") / "results.parquet"
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *FAST)
+    assert code == 0, err
+    return out
+
+
+def _assert_same_rows(a: pa.Table, b: pa.Table) -> None:
+    """Same rows; probabilities equal up to float rounding (batches may be composed differently)."""
+    assert a.schema.names == b.schema.names and a.num_rows == b.num_rows
+    for name in a.schema.names:
+        x, y = a[name].to_pylist(), b[name].to_pylist()
+        if pa.types.is_floating(a.schema.field(name).type):
+            assert [v is None for v in x] == [v is None for v in y], name
+            np.testing.assert_allclose(
+                [v for v in x if v is not None], [v for v in y if v is not None], atol=1e-5
+            )
+        else:
+            assert x == y, name
+
+
+def test_table_columns_types_metadata_and_timeline(baseline: Path) -> None:
+    table = pq.read_table(baseline)
+    meta = read_metadata(baseline)
+    classes = meta["model"]["class_names"]
+    assert table.schema.equals(row_schema(classes), check_metadata=False)
+    assert meta["model"]["name"] == "tiny" and len(meta["model"]["sha256"]) == 64
+    assert meta["settings"]["window_s"] == 3.0 and meta["settings"]["detector_backend"] == "dlib"
+    assert meta["torch_version"] == torch.__version__ and meta["tool_version"]
+    rows = table.to_pylist()
+    assert {r["video"] for r in rows} == set(VIDEOS)
+    assert all(r["status"] == "ok" for r in rows)  # one face on screen all the time
+    probs = np.array([[r[f"prob_{c}"] for c in classes] for r in rows])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert [r["label"] for r in rows] == [classes[i] for i in probs.argmax(axis=1)]
+    keys = [(r["video"], r["track_id"], r["segment"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    for video in VIDEOS:
+        mine = [r for r in rows if r["video"] == video]
+        spans = sorted({(r["segment"], r["start_s"], r["end_s"]) for r in mine})
+        assert [s[0] for s in spans] == list(range(len(spans)))
+        assert spans[0][1] == 0.0
+        assert all(prev[2] == nxt[1] for prev, nxt in itertools.pairwise(spans))
+        assert spans[-1][2] == pytest.approx(probe(video).duration_s, abs=0.05)
+        assert {r["has_audio"] for r in mine} == {"silent" not in video}
+        assert all(r["face_frames"] >= 8 and r["bbox_w"] > 0 for r in mine)
+
+
+def test_stdout_csv_streams_the_same_rows(home: Path, baseline: Path) -> None:
+    code, out, err = _annotate(home, *VIDEOS, "--out", "-", "--quiet", *FAST)
+    assert code == 0, err
+    assert err == ""  # --quiet: nothing but errors
+    expected = pq.read_table(baseline)
+    parsed = pa_csv.read_csv(
+        io.BytesIO(out.encode()),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=expected.schema, strings_can_be_null=True
+        ),
+    )
+    assert next(iter(csv.reader(io.StringIO(out)))) == expected.schema.names
+    _assert_same_rows(parsed, expected.replace_schema_metadata(None))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_rows(
+    home: Path, baseline: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.parquet"
+    parts = tmp_path / "results.parquet.parts"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *FAST]
+    env = {**os.environ, "MMADFER_HOME": str(home)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed"
+    assert len(list(parts.glob("*.parquet"))) == 1
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *FAST)
+    assert code == 0, err
+    assert "Resuming: 1 of 2" in err
+    assert not parts.exists()
+    _assert_same_rows(pq.read_table(out), pq.read_table(baseline))
+
+
+def test_changed_settings_on_resume_are_refused(home: Path, tmp_path: Path) -> None:
+    parts = tmp_path / "r.parquet.parts"
+    parts.mkdir()
+    (parts / "run.json").write_text('{"model_sha256": "x", "class_names": [], "settings": {}}')
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "r.parquet"), *FAST)
+    assert code == 2 and "--overwrite" in err and "model" in err
+
+
+def test_mixed_folder_gives_error_rows_and_exit_1(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_good.mp4").symlink_to(VIDEOS[0])
+    (folder / "b_empty.mp4").write_bytes(b"")
+    (folder / "c_text.mp4").write_text("this is not a video\n" * 50)
+    data = Path(VIDEOS[1]).read_bytes()
+    (folder / "d_truncated.mp4").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "r.jsonl"
+    code, _, err = _annotate(home, str(folder), "--out", str(out), *FAST)
+    assert code == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_video: dict[str, list[dict]] = {}
+    for row in rows:
+        by_video.setdefault(Path(row["video"]).name, []).append(row)
+    assert [r["status"] for r in by_video["a_good.mp4"]] == ["ok", "ok"]
+    for bad in ("b_empty.mp4", "c_text.mp4", "d_truncated.mp4"):
+        (row,) = by_video[bad]
+        assert row["status"] == "error" and row["error"], bad
+        assert bad in err  # listed at the end with its reason
+    assert "3 video(s) failed" in err
+
+
+def test_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "r.parquet")
+    code, _, err = _annotate(home, str(tmp_path / "missing.mp4"), "--out", out)
+    assert code == 2 and "missing.mp4" in err
+    code, _, err = _annotate(tmp_path / "empty_home", VIDEOS[0], "--out", out)
+    assert code == 2 and "models import" in err
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "r.xlsx"))
+    assert code == 2 and "--format" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_cuda_without_gpu_is_a_clear_usage_error(home: Path, tmp_path: Path) -> None:
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "r.csv"), "--device", "cuda")
+    assert code == 2
+    assert "no CUDA GPU" in err and "--device cpu" in err
