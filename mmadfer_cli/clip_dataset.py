@@ -76,10 +76,7 @@ class LabelledClipDataset(Dataset):
         self.epoch = 0
         self.span_loader = span_loader
         if span_loader is None and any(isinstance(c, VideoSpanClip) for c in self.clips):
-            raise DataError(
-                "video CSV clips need the media and face stages, which train and evaluate do not "
-                "use yet; give face-frame folders in the official list format instead"
-            )
+            raise ValueError("video CSV clips need a span loader (see mmadfer_cli.video_clips)")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's random frames and augmentations."""

@@ -144,8 +144,17 @@ def test_bad_data_lines_are_usage_errors(tmp_path, trained):
     )
     assert result.exit_code == 2
     assert "line 1:" in result.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_evaluate_video_csv_through_the_face_stage(trained, tmp_path):
+    _, _, out, _ = trained
+    video = SAMPLE_VIDEOS / "single_speaker.mp4"
     videos = tmp_path / "videos.csv"
-    videos.write_text(f"video,label\n{SAMPLE_VIDEOS / 'single_speaker.mp4'},happiness\n")
+    videos.write_text(
+        f"video,start_s,end_s,label\n{video},0,3,happiness\n{video},3.5,6.5,2\n"
+        f"{SAMPLE_VIDEOS / 'silent_astronaut.mp4'},0,2,sadness\n"
+    )
     result = runner.invoke(
         app,
         [
@@ -155,10 +164,20 @@ def test_bad_data_lines_are_usage_errors(tmp_path, trained):
             str(out / "last.safetensors"),
             "--out",
             str(tmp_path / "r"),
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
         ],
     )
-    assert result.exit_code == 2
-    assert "video CSV clips need the media and face stages" in result.output
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "r" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["line"], r["start_s"], r["label"]) for r in rows] == [
+        ("2", "0.0", "happiness"),
+        ("3", "3.5", "neutral"),
+        ("4", "0.0", "sadness"),
+    ]
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mmadfer_cli.labelled_data import DataError
+from mmadfer_cli.labelled_data import DataError, VideoSpanClip
 
 console = Console(stderr=True)
 
@@ -84,7 +84,16 @@ def _dataset(path: Path, class_names, audio_template, root, train: bool = False,
     silent = sum(1 for c in clips if getattr(c, "wav", "") is None)
     if silent:
         _say(f"{path}: {silent} of {len(clips)} clips have no WAV; they get the zero filterbank")
-    return LabelledClipDataset(clips, train=train, **kwargs)
+    spans = [c for c in clips if isinstance(c, VideoSpanClip)]
+    loader = None
+    if spans:
+        from mmadfer_cli.video_clips import extract_span_clips
+
+        with _progress() as update:
+            loader = extract_span_clips(
+                spans, progress=lambda d, t: update(f"faces in {path.name}", d, t)
+            )
+    return LabelledClipDataset(clips, train=train, span_loader=loader, **kwargs)
 
 
 def evaluate(
