@@ -205,3 +205,25 @@ def test_two_process_torchrun_training(trained, tmp_path):
     with open(out / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
     assert load_checkpoint(out / "last.safetensors").config.class_names == CLASSES
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_annotate_loads_the_trained_model(trained, tmp_path):
+    _, _, out, _ = trained
+    table = tmp_path / "rows.csv"
+    result = runner.invoke(
+        app,
+        [
+            "annotate",
+            str(SAMPLE_VIDEOS / "silent_astronaut.mp4"),
+            "--checkpoint",
+            str(out / "last.safetensors"),
+            "--out",
+            str(table),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["label"] in CLASSES for r in rows if r["status"] == "ok")
+    assert [c for c in rows[0] if c.startswith("prob_")] == [f"prob_{c}" for c in CLASSES]
