@@ -92,3 +92,19 @@ def test_config_round_trips_through_dict() -> None:
     assert MMADFERConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="unknown model configuration fields: colour"):
         MMADFERConfig.from_dict({"colour": "blue"})
+
+
+def test_encoders_use_official_stochastic_depth_only_in_training() -> None:
+    config = MMADFERConfig.tiny()
+    model = build_model(config)
+    for encoder in (model.image_encoder, model.audio_model):
+        rates = [block.drop_path_rate for block in encoder.blocks]
+        assert rates[0] == 0.0 and rates[-1] == pytest.approx(config.drop_path_rate)
+    torch.manual_seed(0)
+    images = torch.rand(4, 16, 3, 224, 224)
+    audio = torch.randn(4, 1, 512, 128)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(images, audio), model(images, audio))
+        model.train()
+        assert not torch.equal(model(images, audio), model(images, audio))

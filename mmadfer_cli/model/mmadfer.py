@@ -44,6 +44,7 @@ class MMADFERConfig:
     temporal_heads: int = 8
     temporal_head_dim: int = 64
     temporal_mlp_dim: int = 1024
+    drop_path_rate: float = 0.1  # encoders' stochastic depth while training (official: 0.1)
 
     @classmethod
     def tiny(cls, class_names: tuple[str, ...] = DFEW_CLASSES) -> MMADFERConfig:
@@ -109,6 +110,7 @@ def _encoder_dims(config: MMADFERConfig) -> dict[str, Any]:
         "prompts": config.prompts,
         "prompt_interval": config.prompt_interval,
         "fusion_dim": config.fusion_dim,
+        "drop_path_rate": config.drop_path_rate,
     }
 
 

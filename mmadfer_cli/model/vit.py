@@ -54,19 +54,34 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop a residual branch for whole samples, rescaling the kept ones.
+
+    The official recipe trains both encoders with it; at inference it is the identity.
+    """
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
 class Block(nn.Module):
     """Pre-norm transformer block (LayerNorm eps 1e-6, as MAE-Face and AudioMAE)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float, drop_path_rate: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width, eps=1e-6)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width, eps=1e-6)
         self.mlp = Mlp(width, int(width * mlp_ratio))
+        self.drop_path_rate = drop_path_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
 
 
 class PromptedViT(nn.Module):
@@ -90,6 +105,7 @@ class PromptedViT(nn.Module):
         prompts: int,
         prompt_interval: int,
         fusion_dim: int,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         groups = depth // prompt_interval
@@ -107,7 +123,9 @@ class PromptedViT(nn.Module):
         self.learnable_prompts_progr = nn.ParameterList(
             nn.Parameter(torch.randn(prompts, width) * width**-0.5) for _ in range(groups)
         )
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        # Stochastic depth grows linearly with depth, from 0 at the first block (timm's rule).
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, rate) for rate in rates)
         self.temporal_att_post = nn.ModuleList(
             nn.Sequential(nn.Linear(fusion_dim, width), nn.GELU()) for _ in range(depth)
         )
