@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
-from mmadfer_cli.commands import annotate, models, recipe
+from mmadfer_cli.commands import annotate, doctor, models, recipe
 
 app = typer.Typer(
     name="mmadfer",
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.command("annotate")(annotate.annotate)
+app.command("doctor")(doctor.doctor)
 app.command("evaluate")(recipe.evaluate)
 app.command("train")(recipe.train)
 

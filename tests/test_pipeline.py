@@ -211,3 +211,36 @@ def test_device_resolution() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_predictor_matches_cpu_labels() -> None:
+    from mmadfer_cli.model import MMADFERConfig, build_model
+    from mmadfer_cli.pipeline import autocast_dtype, model_predictor
+
+    torch.manual_seed(0)
+    model = build_model(MMADFERConfig.tiny()).eval()
+    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(3)]
+    fbanks = [torch.randn(512, 128) for _ in range(3)]
+    cpu = model_predictor(model, torch.device("cpu"))(clips, fbanks)
+    cuda = torch.device("cuda")
+    gpu = model_predictor(model.to(cuda), cuda, autocast_dtype(cuda, "auto"))(clips, fbanks)
+    assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(gpu, cpu, atol=2e-2)
+
+
+def test_cpu_predictor_gives_probabilities_of_the_model() -> None:
+    from mmadfer_cli.model import MMADFERConfig, build_model
+    from mmadfer_cli.pipeline import model_predictor
+
+    torch.manual_seed(0)
+    model = build_model(MMADFERConfig.tiny()).eval()
+    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(2)]
+    fbanks = [torch.randn(512, 128) for _ in range(2)]
+    probs = model_predictor(model, torch.device("cpu"))(clips, fbanks)
+    with torch.inference_mode():
+        images = torch.stack(clips).float() / 255.0
+        logits = model(images, torch.stack(fbanks).unsqueeze(1))
+    np.testing.assert_allclose(probs, torch.softmax(logits, -1).numpy(), atol=1e-6)

@@ -1,0 +1,99 @@
+"""Throughput of the whole annotate pipeline on the sample videos, on the CPU and a GPU if any.
+
+For each device: every stage alone (decode, face detection, tracking + crops,
+filterbank, the media chain as a whole, the model), then the overlapped
+pipeline (worker threads + batched model), its wall time and segments/s, and
+the overlap efficiency: pipeline wall time over the slowest stage alone (1.0
+is perfect overlap). Weights are random: only speed is measured.
+
+Usage: ``python benchmarks/pipeline.py [VIDEO ...] [--model full|tiny] [--devices cpu,cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.faces import FaceDetector, create_detector
+from mmadfer_cli.model import MMADFERConfig, build_model
+from mmadfer_cli.pipeline import autocast_dtype, model_predictor
+from mmadfer_cli.stage_timing import time_stages
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((REPO / "sample_videos").glob("*.mp4"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("videos", nargs="*", type=Path, default=SAMPLES)
+    parser.add_argument("--model", choices=("full", "tiny"), default="full")
+    parser.add_argument(
+        "--devices", default="cpu,cuda", help="comma-separated; cuda is skipped without a GPU"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--detector", default="auto")
+    parser.add_argument("--face-models", type=Path, default=None)
+    args = parser.parse_args()
+
+    config = MMADFERConfig() if args.model == "full" else MMADFERConfig.tiny()
+    settings = ClipSettings(detector=args.detector, face_models=args.face_models)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend = create_detector(args.detector, args.face_models, download=False).name
+    for warning in caught:
+        print(f"warning: {warning.message}")
+
+    def make_detector() -> FaceDetector:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return create_detector(args.detector, args.face_models, download=False)
+
+    names = ", ".join(v.name for v in args.videos)
+    print(f"videos: {names}; model: {args.model} (random weights); detector: {backend}")
+    print(f"batch size {args.batch_size}, {args.workers} workers, torch {torch.__version__}")
+    for name in args.devices.split(","):
+        if name == "cuda" and not torch.cuda.is_available():
+            print("\ncuda: no GPU here, skipped")
+            continue
+        device = torch.device(name)
+        label = (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads"
+        )
+        dtype = autocast_dtype(device, "auto")
+        torch.manual_seed(0)
+        model = build_model(config).eval().to(device)
+        predict = model_predictor(model, device, dtype)
+        started = time.perf_counter()
+        times = time_stages(
+            args.videos,
+            settings,
+            make_detector,
+            predict,
+            config.class_names,
+            batch_size=args.batch_size,
+            workers=args.workers,
+        )
+        precision = str(dtype).removeprefix("torch.") if dtype else "float32"
+        print(
+            f"\n{name} ({label}, {precision}): {times.videos} videos, {times.duration_s:.1f} s of video, "
+            f"{times.segments} segments, {times.clips} face clips"
+        )
+        for line in times.lines():
+            print(line)
+        print(
+            f"  pipeline: {times.pipeline_s:.2f} s wall, {times.segments / times.pipeline_s:.2f} segments/s, "
+            f"{times.duration_s / times.pipeline_s:.2f}x real time "
+            f"(benchmark total {time.perf_counter() - started:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
