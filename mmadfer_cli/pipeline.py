@@ -306,7 +306,8 @@ def run_pipeline(
     """Run every video through the stages; yield finished videos in input order.
 
     A video that fails in the media stages gives one error result and the run
-    goes on. Closing the generator (or Ctrl-C in the caller) stops the workers.
+    goes on. Closing the generator (or Ctrl-C in the caller) stops the workers
+    and waits for each to finish its current segment.
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be at least 1")
@@ -369,10 +370,14 @@ def run_pipeline(
                 if item.fatal is not None:
                     raise item.fatal
     finally:
+        # Let every worker finish its current segment and close its video: native decoder
+        # threads must not be torn down by interpreter exit (that aborts the process).
         stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 out.get_nowait()
+        for thread in threads:
+            thread.join()
         stats.wall_s = time.perf_counter() - started
 
 

@@ -136,6 +136,23 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     _assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
+def test_ctrl_c_stops_cleanly_keeping_finished_videos(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.csv"
+    parts = tmp_path / "results.csv.parts"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *FAST]
+    env = {**os.environ, "MMADFER_HOME": str(home)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "rerun the same command" in err
+    assert "Traceback" not in err
+    assert not out.exists() and len(list(parts.glob("*.parquet"))) == 1
+
+
 def test_changed_settings_on_resume_are_refused(home: Path, tmp_path: Path) -> None:
     parts = tmp_path / "r.parquet.parts"
     parts.mkdir()

@@ -17,6 +17,8 @@ from mmadfer_cli.pipeline import (
     PipelineStats,
     Stages,
     VideoTask,
+    autocast_dtype,
+    model_predictor,
     resolve_device,
     run_pipeline,
 )
@@ -213,16 +215,19 @@ def test_device_resolution() -> None:
         resolve_device("tpu")
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_predictor_matches_cpu_labels() -> None:
+def _tiny_model_and_inputs(n: int) -> tuple[torch.nn.Module, list, list]:
     from mmadfer_cli.model import MMADFERConfig, build_model
-    from mmadfer_cli.pipeline import autocast_dtype, model_predictor
 
     torch.manual_seed(0)
     model = build_model(MMADFERConfig.tiny()).eval()
-    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(3)]
-    fbanks = [torch.randn(512, 128) for _ in range(3)]
+    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(n)]
+    return model, clips, [torch.randn(512, 128) for _ in range(n)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_predictor_matches_cpu_labels() -> None:
+    model, clips, fbanks = _tiny_model_and_inputs(3)
     cpu = model_predictor(model, torch.device("cpu"))(clips, fbanks)
     cuda = torch.device("cuda")
     gpu = model_predictor(model.to(cuda), cuda, autocast_dtype(cuda, "auto"))(clips, fbanks)
@@ -232,13 +237,7 @@ def test_cuda_predictor_matches_cpu_labels() -> None:
 
 
 def test_cpu_predictor_gives_probabilities_of_the_model() -> None:
-    from mmadfer_cli.model import MMADFERConfig, build_model
-    from mmadfer_cli.pipeline import model_predictor
-
-    torch.manual_seed(0)
-    model = build_model(MMADFERConfig.tiny()).eval()
-    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(2)]
-    fbanks = [torch.randn(512, 128) for _ in range(2)]
+    model, clips, fbanks = _tiny_model_and_inputs(2)
     probs = model_predictor(model, torch.device("cpu"))(clips, fbanks)
     with torch.inference_mode():
         images = torch.stack(clips).float() / 255.0

@@ -23,7 +23,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
@@ -82,17 +81,13 @@ class _Progress(PipelineEvents):
         self.segments = 0
         self.started = time.perf_counter()
         self.progress = Progress(
-            TextColumn("[bold]{task.description}", justify="left"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
-            TextColumn("videos · {task.fields[rate]} segments/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn("videos · {task.fields[rate]} segments/s · ETA"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[current]}", style="dim"),
             console=_err,
             disable=quiet,
-            transient=False,
         )
         self.task = self.progress.add_task("annotate", total=total, rate="0.0", current="")
 
@@ -108,7 +103,7 @@ class _Progress(PipelineEvents):
         self.progress.advance(self.task)
 
 
-def _short(video: str, width: int = 40) -> str:
+def _short(video: str, width: int = 30) -> str:
     return video if len(video) <= width else "…" + video[-(width - 1) :]
 
 
