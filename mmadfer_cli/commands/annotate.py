@@ -235,7 +235,10 @@ def annotate(
         "Overwrite: start again.",
     ),
     quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="Print only errors (no progress, no summary). \\[default: off]"
+        False,
+        "--quiet",
+        "-q",
+        help="Print only errors and warnings (no progress, no summary). \\[default: off]",
     ),
 ) -> None:
     """Annotate every person in every segment of the videos with an emotion and class probabilities.
@@ -309,7 +312,13 @@ def annotate(
     detectors = [first]
 
     def make_detector() -> FaceDetector:
-        return detectors.pop() if detectors else _make_detector(settings)
+        # Called in worker threads: the first reuses the checked detector, the others make
+        # their own (any fallback warning was shown once already).
+        if detectors:
+            return detectors.pop()
+        return create_detector(
+            settings.detector, settings.face_models, threshold=settings.face_threshold
+        )
 
     stages = Stages(
         open_source=media_source(settings, make_detector),
