@@ -21,7 +21,8 @@ import torch
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.faces import FaceDetector, create_detector
 from mmadfer_cli.model import MMADFERConfig, build_model
-from mmadfer_cli.pipeline import autocast_dtype, model_predictor
+from mmadfer_cli.model.inference import resolve_precision
+from mmadfer_cli.pipeline import model_predictor
 from mmadfer_cli.stage_timing import time_stages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,10 +68,10 @@ def main() -> None:
             if device.type == "cuda"
             else f"CPU, {torch.get_num_threads()} threads"
         )
-        dtype = autocast_dtype(device, "auto")
+        precision = resolve_precision("auto", device)
         torch.manual_seed(0)
         model = build_model(config).eval().to(device)
-        predict = model_predictor(model, device, dtype)
+        predict = model_predictor(model, device, precision)
         started = time.perf_counter()
         times = time_stages(
             args.videos,
@@ -81,7 +82,6 @@ def main() -> None:
             batch_size=args.batch_size,
             workers=args.workers,
         )
-        precision = str(dtype).removeprefix("torch.") if dtype else "float32"
         print(
             f"\n{name} ({label}, {precision}): {times.videos} videos, {times.duration_s:.1f} s of video, "
             f"{times.segments} segments, {times.clips} face clips"

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mmadfer_cli.model.inference import Precision, predict_logits
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -173,7 +175,7 @@ def predict(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     workers: int = 0,
-    amp_dtype: torch.dtype | None = None,
+    precision: Precision = "float32",
     progress: Callable[[int, int], None] | None = None,
 ) -> Predictions:
     """Logits of ``model`` for every item ``(images, label, fbank, index)`` of ``dataset``."""
@@ -190,11 +192,7 @@ def predict(
     targets: list[int] = []
     logits: list[torch.Tensor] = []
     for step, (images, labels, audio, _) in enumerate(loader):
-        with torch.autocast(
-            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
-            out = model(images.to(device, non_blocking=True), audio.to(device, non_blocking=True))
-        logits.append(out.float().cpu())
+        logits.append(predict_logits(model, images, audio, device, precision))
         targets += labels.tolist()
         if progress is not None:
             progress(step + 1, len(loader))

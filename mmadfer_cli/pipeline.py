@@ -29,6 +29,7 @@ import torch
 from mmadfer_cli.clips import ClipSettings, iter_video_clips
 from mmadfer_cli.faces import FaceDetector
 from mmadfer_cli.media import MediaError
+from mmadfer_cli.model.inference import Precision, predict_proba
 from mmadfer_cli.outputs import error_row, segment_rows
 
 if TYPE_CHECKING:
@@ -381,70 +382,18 @@ def run_pipeline(
         stats.wall_s = time.perf_counter() - started
 
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for inference, or None for plain float32.
-
-    ``auto``: float32 on the CPU; on CUDA bfloat16 where the GPU supports it, else float16.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "float32":
-        return None
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bfloat16" else torch.float16
-
-
 def model_predictor(
-    model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None = None
+    model: torch.nn.Module, device: torch.device, precision: Precision = "float32"
 ) -> Predict:
-    """The model stage: uint8 clips go to the device as they are (pinned on CUDA, 4x less to copy
-    than float) and become floats in [0, 1] there; the forward pass runs under autocast when
-    ``dtype`` is set; probabilities come back as float32 on the CPU."""
-    pin = device.type == "cuda"
+    """The model stage over a batch of clips: see ``predict_proba`` for how uint8 clips reach the
+    device and which precision modes exist."""
 
-    @torch.inference_mode()
     def predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
         images = torch.stack(list(clips))
         audio = torch.stack(list(fbanks)).unsqueeze(1)
-        if pin:
-            images, audio = images.pin_memory(), audio.pin_memory()
-        images = images.to(device, non_blocking=True).float().div_(255.0)
-        audio = audio.to(device, non_blocking=True).float()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(images, audio)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return predict_proba(model, images, audio, device, precision).numpy()
 
     return predict
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the first GPU when there is one; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {name}: no CUDA GPU is available to this PyTorch "
-                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                "use --device cpu, or install a CUDA build of PyTorch"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"--device {name}: only {torch.cuda.device_count()} GPU(s) are visible"
-            )
-    elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    return device
 
 
 def media_source(

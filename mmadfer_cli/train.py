@@ -24,7 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mmadfer_cli.clip_dataset import LabelledClipDataset
+from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.evaluate import Metrics, compute_metrics, predict
+from mmadfer_cli.model.inference import Precision, autocast, resolve_precision
 
 # Substrings of the parameter names the official main.py trains inside the
 # two encoders (everything outside them is trained).
@@ -90,15 +92,6 @@ def _dist_info() -> tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def choose_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is the process's CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return (
-            torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        )
-    return torch.device(name)
-
-
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -148,12 +141,6 @@ def plot_learning_curve(history: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def train(
     model: nn.Module,
     train_data: LabelledClipDataset,
@@ -173,7 +160,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     world, rank, local_rank = _dist_info()
-    device = choose_device(settings.device, local_rank)
+    device = resolve_device(settings.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
@@ -198,8 +185,8 @@ def train(
     parameters = [p for p in core.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    amp_dtype = _amp_dtype(device, settings.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    precision = resolve_precision("auto" if settings.amp else "float32", device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "float16")
     criterion = nn.CrossEntropyLoss()
 
     history: list[dict] = []
@@ -258,9 +245,7 @@ def train(
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             audio = audio.to(device, non_blocking=True)
-            with torch.autocast(
-                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-            ):
+            with autocast(device, precision):
                 logits = model(images, audio)
                 loss = criterion(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
@@ -289,7 +274,7 @@ def train(
                 val_data,
                 settings,
                 device,
-                amp_dtype,
+                precision,
                 progress,
                 f"epoch {epoch + 1}/{settings.epochs} val",
             )
@@ -341,7 +326,7 @@ def validate(
     data: LabelledClipDataset,
     settings: TrainSettings,
     device: torch.device,
-    amp_dtype: torch.dtype | None,
+    precision: Precision,
     progress: Callable[[str, int, int], None] | None,
     stage: str,
 ) -> tuple[Metrics, float]:
@@ -352,7 +337,7 @@ def validate(
         settings.batch_size,
         device,
         settings.workers,
-        amp_dtype,
+        precision,
         (lambda done, total: progress(stage, done, total)) if progress else None,
     )
     loss = nn.functional.cross_entropy(result.logits, torch.as_tensor(result.targets)).item()

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from mmadfer_cli.devices import resolve_device
+from mmadfer_cli.model.inference import resolve_precision
 from mmadfer_cli.pipeline import (
     PipelineEvents,
     PipelineStats,
     Stages,
     VideoTask,
-    autocast_dtype,
     model_predictor,
-    resolve_device,
     run_pipeline,
 )
 
@@ -230,7 +230,7 @@ def test_cuda_predictor_matches_cpu_labels() -> None:
     model, clips, fbanks = _tiny_model_and_inputs(3)
     cpu = model_predictor(model, torch.device("cpu"))(clips, fbanks)
     cuda = torch.device("cuda")
-    gpu = model_predictor(model.to(cuda), cuda, autocast_dtype(cuda, "auto"))(clips, fbanks)
+    gpu = model_predictor(model.to(cuda), cuda, resolve_precision("auto", cuda))(clips, fbanks)
     assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
     np.testing.assert_allclose(gpu.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(gpu, cpu, atol=2e-2)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
@@ -144,6 +145,19 @@ def test_bad_data_lines_are_usage_errors(tmp_path, trained):
     )
     assert result.exit_code == 2
     assert "line 1:" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without a GPU")
+def test_evaluate_and_train_refuse_cuda_without_a_gpu(tmp_path, trained):
+    _, listing, out, train_args = trained
+    checkpoint = str(out / "last.safetensors")
+    for args in (
+        ["evaluate", str(listing), "--checkpoint", checkpoint, "--out", str(tmp_path / "e")],
+        [*train_args, "--out", str(tmp_path / "t")],
+    ):
+        result = runner.invoke(app, [*args, "--device", "cuda"])
+        assert result.exit_code == 2, result.output
+        assert "no CUDA GPU" in result.output
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -28,24 +28,23 @@ from rich.progress import (
 
 from mmadfer_cli import __version__
 from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos
 from mmadfer_cli.faces import DETECTORS, create_detector
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
+from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
 from mmadfer_cli.model.registry import RegistryError, resolve_model
 from mmadfer_cli.outputs import FORMATS, OutputError, RunInfo, Sink, open_sink, rows_table
 from mmadfer_cli.pipeline import (
-    PRECISIONS,
     PipelineEvents,
     PipelineStats,
     Stages,
     VideoResult,
     VideoTask,
-    autocast_dtype,
     media_source,
     model_predictor,
-    resolve_device,
     run_pipeline,
 )
 
@@ -161,7 +160,7 @@ def annotate(
     precision: str = typer.Option(
         "auto",
         "--precision",
-        help=f"{', '.join(PRECISIONS)}: auto is float32 on the CPU, bfloat16 (or float16) autocast on CUDA.",
+        help=f"{', '.join(PRECISION_CHOICES)}: auto is float32 on the CPU, bfloat16 (or float16) autocast on CUDA.",
     ),
     batch_size: int = typer.Option(
         8, "--batch-size", "-b", min=1, help="Face clips per model call (across videos)."
@@ -249,12 +248,12 @@ def annotate(
         raise _usage_error(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if detector not in DETECTORS:
         raise _usage_error(f"--detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
-    if precision not in PRECISIONS:
-        raise _usage_error(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if precision not in PRECISION_CHOICES:
+        raise _usage_error(f"--precision must be one of {', '.join(PRECISION_CHOICES)}")
     try:
         videos = discover_videos(inputs, recursive=recursive, globs=globs)
         torch_device = resolve_device(device)
-        dtype = autocast_dtype(torch_device, precision)
+        mode = resolve_precision(precision, torch_device)
     except (PathNotFoundError, ValueError) as exc:
         raise _usage_error(str(exc)) from exc
     if not videos:
@@ -285,9 +284,7 @@ def annotate(
         model_name=record.name,
         model_sha256=record.sha256,
         class_names=tuple(record.class_names),
-        settings=run_settings(
-            settings, first, str(dtype).removeprefix("torch.") if dtype else "float32"
-        ),
+        settings=run_settings(settings, first, mode),
         tool_version=__version__,
         torch_version=torch.__version__,
     )
@@ -323,7 +320,7 @@ def annotate(
     stages = Stages(
         open_source=media_source(settings, make_detector),
         video_id=video_id,
-        predict=model_predictor(net, torch_device, dtype),
+        predict=model_predictor(net, torch_device, mode),
     )
     exit_code, failures = _run(
         tasks, stages, run, sink, [str(v) for v in videos], batch_size, workers, quiet

@@ -23,11 +23,13 @@ from rich.markup import escape
 
 import mmadfer_cli
 from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
 from mmadfer_cli.model import MMADFERConfig, build_model
+from mmadfer_cli.model.inference import resolve_precision
 from mmadfer_cli.model.registry import home, list_models
-from mmadfer_cli.pipeline import autocast_dtype, model_predictor, resolve_device
+from mmadfer_cli.pipeline import model_predictor
 from mmadfer_cli.stage_timing import time_stages
 
 SAMPLE_VIDEO = (
@@ -175,7 +177,7 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     torch.manual_seed(0)
     config = MMADFERConfig.tiny()
     model = build_model(config).eval().to(torch_device)
-    predict = model_predictor(model, torch_device, autocast_dtype(torch_device, "auto"))
+    predict = model_predictor(model, torch_device, resolve_precision("auto", torch_device))
     settings = ClipSettings(detector=detector, face_models=face_models)
 
     def make_detector() -> FaceDetector:

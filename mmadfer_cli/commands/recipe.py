@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.labelled_data import DataError, VideoSpanClip
 
 console = Console(stderr=True)
@@ -127,7 +128,6 @@ def evaluate(
     """
     from mmadfer_cli.evaluate import compute_metrics, predict, write_predictions, write_report
     from mmadfer_cli.model.registry import resolve_model
-    from mmadfer_cli.train import choose_device
 
     try:
         model, info = resolve_model(model_name, checkpoint)
@@ -143,7 +143,10 @@ def evaluate(
         )
     except DataError as error:
         raise _fail(str(error)) from None
-    target = choose_device(device)
+    try:
+        target = resolve_device(device)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     model.to(target)
     _say(f"evaluating {info.name} on {len(dataset)} clips from {data} ({target})")
     try:
@@ -282,12 +285,13 @@ def train(
         except PretrainedError as error:
             raise _fail(str(error)) from None
     try:
+        resolve_device(device)  # fail before any data is read, with a reason
         common = {"image_size": config.image_size}
         train_data = _dataset(
             data, class_names, audio_template, root, train=True, brightness=brightness, **common
         )
         val_data = _dataset(val, class_names, audio_template, root, **common)
-    except DataError as error:
+    except (DataError, ValueError) as error:
         raise _fail(str(error)) from None
     settings = TrainSettings(
         epochs=epochs,

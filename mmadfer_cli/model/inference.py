@@ -18,6 +18,7 @@ from mmadfer_cli.model.mmadfer import MMADFER
 
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
+PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 _AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -27,6 +28,24 @@ def check_precision(precision: str, device: torch.device | str) -> None:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "float16" and torch.device(device).type != "cuda":
         raise ValueError("float16 needs a CUDA device; use float32 (or bfloat16) on the CPU")
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> Precision:
+    """``auto`` is float32 on the CPU and, on CUDA, bfloat16 where the GPU has it, else float16."""
+    device = torch.device(device)
+    if precision == "auto":
+        if device.type != "cuda":
+            return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    check_precision(precision, device)
+    return precision  # type: ignore[return-value]
+
+
+def autocast(device: torch.device | str, precision: Precision) -> contextlib.AbstractContextManager:
+    """The autocast context of a precision mode (none for float32)."""
+    if precision not in _AUTOCAST:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=_AUTOCAST[precision])
 
 
 def predict_logits(
@@ -45,15 +64,12 @@ def predict_logits(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     check_precision(precision, device)
     non_blocking = device.type == "cuda"
+    if non_blocking and images.device.type == "cpu":
+        images, audio = images.pin_memory(), audio.pin_memory()
     images = images.to(device, non_blocking=non_blocking)
     images = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
     audio = audio.to(device, dtype=torch.float32, non_blocking=non_blocking)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=_AUTOCAST[precision])
-        if precision in _AUTOCAST
-        else contextlib.nullcontext()
-    )
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(device, precision):
         logits = model(images, audio)
     return logits.float().cpu()
 
