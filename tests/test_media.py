@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +127,27 @@ def test_variable_frame_rate_times(tmp_path: Path) -> None:
         steps = np.round(np.diff(video.frame_times), 3)
     assert video.info.frame_count == 50
     assert set(steps[:9]) == {0.1} and set(steps[11:]) == {0.025}
+
+
+def _resident_mib() -> float:
+    """Current (not peak) resident memory of this process."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_decoder_does_not_buffer_the_rest_of_the_video(tmp_path: Path) -> None:
+    path = tmp_path / "long.mp4"
+    # 40 s of 640 x 480: 1000 frames, about 900 MiB if decoded ahead and buffered.
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x480:rate=25", "-t", "40",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "250", str(path))  # fmt: skip
+    with open_video(path) as video:
+        video.frames(range(0, 75, 5))
+        before = _resident_mib()
+        time.sleep(2.0)  # decord's thread would decode several hundred frames meanwhile
+        grown = _resident_mib() - before
+        assert video.frames([900]).shape == (1, 480, 640, 3)
+    assert grown < 150, f"resident memory grew by {grown:.0f} MiB while idle"
 
 
 def test_error_messages(tmp_path: Path) -> None:
