@@ -329,7 +329,9 @@ def annotate(
     if failures:
         _err.print(f"[red]{len(failures)} video(s) failed:[/]")
         for name, reason in failures:
-            _err.print(f"  {escape(name)}: {escape(reason)}")
+            # Media errors already start with the path; do not print it twice.
+            line = reason if reason.startswith(name) else f"{name}: {reason}"
+            _err.print(f"  {escape(line)}")
         exit_code = max(exit_code, EXIT_FAILED)
     raise typer.Exit(exit_code)
 
