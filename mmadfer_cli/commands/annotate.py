@@ -331,7 +331,7 @@ def annotate(
         for name, reason in failures:
             # Media errors already start with the path; do not print it twice.
             line = reason if reason.startswith(name) else f"{name}: {reason}"
-            _err.print(f"  {escape(line)}")
+            _err.print(f"  {escape(line)}", soft_wrap=True)  # paths stay whole for copying
         exit_code = max(exit_code, EXIT_FAILED)
     raise typer.Exit(exit_code)
 
