@@ -252,6 +252,7 @@ class _Batcher:
         return len(self.items)
 
     def add(self, video: _Video, clips: SegmentClips) -> None:
+        """Queue a segment's faces (a face-less segment is complete at once)."""
         n = len(clips.faces)
         pending = _Pending(clips, np.zeros((n, len(self.class_names)), np.float32), n)
         video.segments += 1
@@ -273,11 +274,11 @@ class _Batcher:
         self.stats.segments += 1
         self.events.segments_done(video.task, 1)
 
-    def flush(self, limit: int) -> None:
-        """Run the model on up to ``limit`` queued clips."""
+    def flush(self, limit: int) -> set[int]:
+        """Run the model on up to ``limit`` queued clips; the videos that had clips in the batch."""
         batch, self.items = self.items[:limit], self.items[limit:]
         if not batch:
-            return
+            return set()
         t0 = time.perf_counter()
         clips = [p.clips.faces[i].clip for _, p, i in batch]  # type: ignore[union-attr]
         fbanks = [p.clips.fbank for _, p, _ in batch]  # type: ignore[union-attr]
@@ -291,6 +292,7 @@ class _Batcher:
             if pending.missing == 0:
                 video.pending -= 1
                 self._complete(video, pending)
+        return {video.task.index for video, _, _ in batch}
 
 
 def run_pipeline(
@@ -304,9 +306,10 @@ def run_pipeline(
     events: PipelineEvents | None = None,
     stats: PipelineStats | None = None,
 ) -> Iterator[VideoResult]:
-    """Run every video through the stages; yield finished videos in input order.
+    """Run every video through the stages; yield each video as soon as it is finished.
 
-    A video that fails in the media stages gives one error result and the run
+    Videos come out in the order they finish, so a long video never holds back
+    the results (and their durability) of short ones done meanwhile. A video that fails in the media stages gives one error result and the run
     goes on. Closing the generator (or Ctrl-C in the caller) stops the workers
     and waits for each to finish its current segment.
     """
@@ -329,47 +332,50 @@ def run_pipeline(
     ]
     for thread in threads:
         thread.start()
-    state = {task.index: _Video(task) for task in videos}
-    order = [task.index for task in videos]
-    next_emit = 0
+    state = {task.index: _Video(task) for task in videos}  # videos not yet yielded
+    touched: set[int] = set()  # videos whose state changed since the last check
     batcher = _Batcher(stages.predict, class_names, stats, events)
     alive = len(threads)
     try:
-        while next_emit < len(order):
-            while next_emit < len(order) and state[order[next_emit]].finished:
-                result = state.pop(order[next_emit]).result()
-                stats.videos += 1
-                stats.errors += result.error is not None
-                next_emit += 1
-                stats.wall_s = time.perf_counter() - started
-                yield result
-            if next_emit == len(order):
+        while state:
+            for index in sorted(touched):
+                if index in state and state[index].finished:
+                    result = state.pop(index).result()
+                    stats.videos += 1
+                    stats.errors += result.error is not None
+                    stats.wall_s = time.perf_counter() - started
+                    yield result
+            touched.clear()
+            if not state:
                 break
             if len(batcher) >= batch_size:
-                batcher.flush(batch_size)
+                touched |= batcher.flush(batch_size)
                 continue
             try:
                 item = out.get_nowait()
             except queue.Empty:
                 if len(batcher):  # the model would otherwise wait: run what is ready
-                    batcher.flush(batch_size)
+                    touched |= batcher.flush(batch_size)
                     continue
                 if alive == 0:
                     raise RuntimeError("pipeline workers exited with videos unfinished") from None
                 item = out.get()
-            if isinstance(item, _Start):
-                state[item.index].video_id = item.video_id
-                events.video_started(state[item.index].task)
-            elif isinstance(item, _Segment):
-                batcher.add(state[item.index], item.clips)
-            elif isinstance(item, _End):
-                state[item.index].ended = True
-            elif isinstance(item, _Failed):
-                state[item.index].error = item.message
-            elif isinstance(item, _WorkerExit):
+            if isinstance(item, _WorkerExit):
                 alive -= 1
                 if item.fatal is not None:
                     raise item.fatal
+                continue
+            video = state[item.index]
+            touched.add(item.index)
+            if isinstance(item, _Start):
+                video.video_id = item.video_id
+                events.video_started(video.task)
+            elif isinstance(item, _Segment):
+                batcher.add(video, item.clips)
+            elif isinstance(item, _End):
+                video.ended = True
+            elif isinstance(item, _Failed):
+                video.error = item.message
     finally:
         # Let every worker finish its current segment and close its video: native decoder
         # threads must not be torn down by interpreter exit (that aborts the process).

@@ -98,11 +98,15 @@ def _stages(calls: list, **kwargs: object) -> Stages:
     )
 
 
-def test_rows_in_input_order_with_predictions_routed_to_their_track() -> None:
+def _by_input_order(results: Iterator) -> list:
+    return sorted(results, key=lambda r: r.task.index)
+
+
+def test_every_video_once_with_predictions_routed_to_their_track() -> None:
     calls: list = []
     tasks = _tasks("v0_7_3.mp4", "v1_1_0.mp4", "v2_4_2.mp4", "v3_9_1.mp4")
     results = list(run_pipeline(tasks, _stages(calls), CLASSES, batch_size=4, workers=3))
-    assert [r.task.video for r in results] == [t.video for t in tasks]
+    assert sorted(r.task.video for r in results) == [t.video for t in tasks]
     for result in results:
         index, segments, faces = _video_plan(result.task.path)
         assert result.error is None and result.video_id == f"id-{result.task.path.stem}"
@@ -130,11 +134,34 @@ def test_a_failing_video_is_one_error_row_and_the_run_goes_on() -> None:
     calls: list = []
     stages = _stages(calls, fail={"v1_5_1.mp4": 3})
     tasks = _tasks("v0_3_1.mp4", "v1_5_1.mp4", "v2_3_1.mp4")
-    results = list(run_pipeline(tasks, stages, CLASSES, batch_size=2, workers=2))
+    results = _by_input_order(run_pipeline(tasks, stages, CLASSES, batch_size=2, workers=2))
     assert [r.error for r in results] == [None, "ValueError: broken frame in v1_5_1.mp4", None]
     (row,) = results[1].rows
     assert row["status"] == "error" and row["video_id"] == "id-v1_5_1"
     assert len(results[2].rows) == 3
+
+
+def test_a_long_video_does_not_hold_back_finished_ones() -> None:
+    release = threading.Event()
+    plain = _source()
+
+    def source():
+        iter_clips = plain()
+
+        def gated(path: Path) -> Iterator[SimpleNamespace]:
+            for i, clips in enumerate(iter_clips(path)):
+                if path.name.startswith("v0_") and i == 1:
+                    release.wait(timeout=20)  # the long video stalls until the test says so
+                yield clips
+
+        return gated
+
+    stages = Stages(open_source=source, video_id=str, predict=_fake_predict([]))
+    run = run_pipeline(_tasks("v0_3_1.mp4", "v1_2_1.mp4"), stages, CLASSES, workers=2)
+    first = next(run)  # must come while video 0 is still stalled
+    assert first.task.video == "v1_2_1.mp4" and first.error is None
+    release.set()
+    assert [r.task.video for r in run] == ["v0_3_1.mp4"]
 
 
 def test_video_id_failure_gives_error_row_without_id() -> None:
