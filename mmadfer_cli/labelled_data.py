@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-AUDIO_TEMPLATE_FIELDS = "{path} (folder as written), {folder} (resolved), {parent}, {name}, {id}"
 MAX_REPORTED_ERRORS = 20
 
 

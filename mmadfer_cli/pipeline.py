@@ -88,7 +88,6 @@ class PipelineStats:
     batches: int = 0
     produce_s: float = 0.0
     model_s: float = 0.0
-    wall_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_produce(self, seconds: float) -> None:
@@ -130,7 +129,6 @@ class _Segment:
 @dataclass
 class _End:
     index: int
-    seconds: float
 
 
 @dataclass
@@ -173,7 +171,6 @@ def produce(
             task: VideoTask = tasks.get_nowait()
         except queue.Empty:
             break
-        started = time.perf_counter()
         try:
             if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
                 break
@@ -189,7 +186,7 @@ def produce(
                 close = getattr(segments, "close", None)
                 if close is not None:
                     close()
-            item: object = _End(task.index, time.perf_counter() - started)
+            item: object = _End(task.index)
         except Exception as exc:
             item = _Failed(task.index, error_message(exc))
         if not _put(out, item, stop):
@@ -317,7 +314,6 @@ def run_pipeline(
         raise ValueError("batch_size and workers must be at least 1")
     events = events or PipelineEvents()
     stats = stats if stats is not None else PipelineStats()
-    started = time.perf_counter()
     tasks: queue.Queue = queue.Queue()
     for task in videos:
         tasks.put(task)
@@ -343,7 +339,6 @@ def run_pipeline(
                     result = state.pop(index).result()
                     stats.videos += 1
                     stats.errors += result.error is not None
-                    stats.wall_s = time.perf_counter() - started
                     yield result
             touched.clear()
             if not state:
@@ -385,7 +380,6 @@ def run_pipeline(
                 out.get_nowait()
         for thread in threads:
             thread.join()
-        stats.wall_s = time.perf_counter() - started
 
 
 def model_predictor(

@@ -120,6 +120,16 @@ def _summary(
         f"{tracks} person tracks, {stats.clips} face clips, {failed} failed; "
         f"{wall:.1f} s ({rate:.2f} segments/s). Results: {escape(where)}"
     )
+    if stats.batches:
+        # Where the time went, to tune --workers and --batch-size: a model busy most of the
+        # wall time wants a faster device; a model mostly idle wants more workers.
+        _err.print(
+            f"Time: model {stats.model_s:.1f} s in {stats.batches} batches "
+            f"({stats.clips / stats.batches:.1f} clips per batch, busy "
+            f"{100 * stats.model_s / wall if wall > 0 else 0:.0f}% of the wall time); "
+            f"decoding, faces and audio {stats.produce_s:.1f} s summed over the workers.",
+            soft_wrap=True,
+        )
 
 
 def annotate(
