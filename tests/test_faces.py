@@ -129,6 +129,17 @@ def test_fallback_finds_the_real_faces() -> None:
     assert 0.5 < single[0, 4] <= 1.0
 
 
+def test_fallback_finds_large_faces_in_hd_frames() -> None:
+    # The single speaker's frames at 1920 x 1080: a large, soft face, as in HD interviews.
+    frames = sample_frames("single_speaker.mp4", list(range(0, 200, 12)))
+    hd = np.stack(
+        [np.asarray(Image.fromarray(f).resize((1920, 1080), Image.BICUBIC)) for f in frames]
+    )
+    found = create_detector("dlib").detect(hd)
+    seen = sum(len(keep_faces(b, 1920, 1080)) == 1 for b in found)
+    assert seen >= 0.7 * len(hd), f"face found in {seen} of {len(hd)} HD frames"
+
+
 def test_fallback_finds_no_face_in_faceless_images() -> None:
     detector = create_detector("dlib")
     gradient = np.broadcast_to(
