@@ -166,8 +166,10 @@ class Video:
             count = len(self._decord)
             last = self._decord[count - 1].asnumpy()  # proves the whole file decodes to the end
             self._park_decoder()
-            spans = self._decord.get_frame_timestamp(range(count))
-            times = spans[:, 0].astype(np.float64)
+            # decord gives float32 seconds (0.04 -> 0.03999999910593033); container time bases
+            # are far coarser than a microsecond, so rounding restores the exact times.
+            spans = np.round(self._decord.get_frame_timestamp(range(count)).astype(np.float64), 6)
+            times = spans[:, 0]
             duration = float(spans[-1, 1])
             height, width = last.shape[:2]
             fps = float(self._decord.get_avg_fps())

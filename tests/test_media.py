@@ -56,6 +56,8 @@ def test_sample_video_metadata(name, size, fps, frames, audio) -> None:
     assert info.has_audio == (audio is not None)
     if audio is not None:
         assert (info.sample_rate, info.channels) == audio
+    with open_video(SAMPLE_VIDEOS / name) as video:  # exact times, not float32 approximations
+        assert video.frame_times[:4].tolist() == [round(i / fps, 6) for i in range(4)]
 
 
 def test_frames_by_index_match_ffmpeg() -> None:
