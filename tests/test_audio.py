@@ -83,6 +83,7 @@ def test_rejects_bad_arguments() -> None:
         waveform_fbank(torch.zeros(1, 1, 10), 16000)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda(reference_dir) -> None:
     waveform, rate = read_wav(_wavs(reference_dir)[0])

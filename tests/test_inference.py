@@ -42,6 +42,7 @@ def test_unsupported_precisions_are_refused() -> None:
         predict_logits(model, images, audio, "cpu", "int8")  # type: ignore[arg-type]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_cuda_autocast_matches_float32_labels(precision: str) -> None:
