@@ -4,7 +4,9 @@ The official loader (PIL + torchvision) draws one random frame from each of 16
 equal parts of a clip, then applies, with one draw shared by all 16 frames:
 brightness jitter (factor uniform in [1 - 0.5, 1 + 0.5]), a random-sized crop
 (8-100 % of the area, aspect 3/4-4/3, resized to the model's image size) and a
-horizontal flip with probability 0.5. All randomness comes from the
+horizontal flip with probability 0.5. Pixel values stay on the 0-255 scale and
+are quantised where PIL stores 8-bit images: brightness truncates (PIL's blend
+with black), resizing rounds. All randomness comes from the
 ``torch.Generator`` passed in, so a run is repeatable and resumable.
 """
 
@@ -39,30 +41,43 @@ def train_frame_indices(n: int, generator: torch.Generator, count: int = 16) -> 
     return [min(i, n - 1) for i in range(count)]
 
 
-def resize(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """Float (T, 3, H, W) -> (T, 3, size, size), bilinear, antialiased when shrinking (as PIL)."""
-    if clip.shape[-2:] == (size, size):
+def _resize_to(clip: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """0-255 float (T, 3, H, W) -> (T, 3, height, width), bilinear, antialiased when shrinking,
+    rounded to whole values (PIL's 8-bit resize; the same size is returned unchanged)."""
+    if clip.shape[-2:] == (height, width):
         return clip
-    return F.interpolate(
-        clip, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    resized = F.interpolate(
+        clip, size=(height, width), mode="bilinear", antialias=True, align_corners=False
     )
+    return resized.round_().clamp_(0.0, 255.0)
+
+
+def resize(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """0-255 float (T, 3, H, W) -> (T, 3, size, size) as PIL's 8-bit bilinear resize."""
+    return _resize_to(clip, size, size)
 
 
 def brightness_jitter(
     clip: torch.Tensor, strength: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """Scale all frames by one factor drawn from [max(0, 1 - strength), 1 + strength]."""
+    """Scale all 0-255 frames by one factor drawn from [max(0, 1 - strength), 1 + strength].
+
+    Truncated to whole values and clipped to 255, as PIL's ``ImageEnhance.Brightness``
+    (a blend with black) stores its 8-bit result.
+    """
     if strength <= 0:
         return clip
     factor = _uniform(max(0.0, 1.0 - strength), 1.0 + strength, generator)
-    return (clip * factor).clamp_(0.0, 1.0)
+    return (clip * factor).floor_().clamp_(0.0, 255.0)
 
 
 def random_sized_crop(clip: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """One crop of 8-100 % of the area, aspect 3/4-4/3, for all frames, resized to size x size.
 
     After ten failed draws, falls back as the official code does: the shorter
-    side is scaled to ``size`` and a random size x size window is cut.
+    side is scaled to ``size`` (the longer one truncated, as torchvision's
+    ``Resize``) and a random size x size window is cut (one for all frames; the
+    official fallback draws one per frame).
     """
     height, width = clip.shape[-2:]
     for _ in range(10):
@@ -76,11 +91,10 @@ def random_sized_crop(clip: torch.Tensor, size: int, generator: torch.Generator)
             x = _randint(0, width - w, generator)
             y = _randint(0, height - h, generator)
             return resize(clip[..., y : y + h, x : x + w], size)
-    scale = size / min(height, width)
-    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-    scaled = F.interpolate(
-        clip, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-    )
+    short, long = min(height, width), max(height, width)
+    new_long = int(size * long / short)
+    new_h, new_w = (size, new_long) if height <= width else (new_long, size)
+    scaled = _resize_to(clip, new_h, new_w)
     x = _randint(0, new_w - size, generator)
     y = _randint(0, new_h - size, generator)
     return scaled[..., y : y + size, x : x + size]
@@ -97,12 +111,11 @@ def train_transform(
     clip: torch.Tensor, size: int, generator: torch.Generator, brightness: float = 0.5
 ) -> torch.Tensor:
     """uint8 (T, 3, H, W) -> float (T, 3, size, size) in [0, 1] with the official augmentations."""
-    x = clip.float().div_(255.0)
-    x = brightness_jitter(x, brightness, generator)
+    x = brightness_jitter(clip.float(), brightness, generator)
     x = random_sized_crop(x, size, generator)
-    return random_flip(x, generator).contiguous()
+    return random_flip(x, generator).div_(255.0).contiguous()
 
 
 def test_transform(clip: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (T, 3, H, W) -> float (T, 3, size, size) in [0, 1], resized without cropping."""
-    return resize(clip.float().div_(255.0), size).clamp_(0.0, 1.0)
+    return resize(clip.float(), size).div_(255.0)

@@ -61,7 +61,7 @@ class TrainSettings:
     select: str = "war"  # validation metric that picks the best epoch (the official code: accuracy)
     workers: int = 4
     seed: int = 1
-    amp: bool = True  # mixed precision where CUDA is used
+    amp: bool = False  # mixed precision on CUDA; the official recipe trains in float32
     device: str = "auto"
 
 

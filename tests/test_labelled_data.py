@@ -185,7 +185,23 @@ def test_flip_and_brightness_are_applied():
     }
     assert flipped == {True, False}
     bright = augment.brightness_jitter(
-        torch.full((1, 3, 4, 4), 0.5), 0.5, torch.Generator().manual_seed(3)
+        torch.full((1, 3, 4, 4), 128.0), 0.5, torch.Generator().manual_seed(3)
     )
     value = float(bright[0, 0, 0, 0])
-    assert 0.25 <= value <= 0.75 and value != 0.5
+    assert 64 <= value <= 192 and value != 128
+
+
+def test_brightness_truncates_and_resizing_rounds_as_pil():
+    """PIL stores 8-bit images: its brightness blend truncates, its resize rounds."""
+    clip = torch.arange(256, dtype=torch.float32).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
+    factor_draw = torch.Generator().manual_seed(5)
+    factor = 0.5 + float(torch.rand((), generator=factor_draw))  # the draw brightness_jitter makes
+    bright = augment.brightness_jitter(clip.clone(), 0.5, torch.Generator().manual_seed(5))
+    assert torch.equal(bright, (clip * factor).floor().clamp(0, 255))
+    assert not torch.equal(bright, (clip * factor).clamp(0, 255))
+    out = augment.train_transform(
+        torch.randint(0, 256, (16, 3, 40, 30), dtype=torch.uint8), 32, torch.Generator()
+    )
+    assert torch.equal(out * 255, (out * 255).round())
+    test = augment.test_transform(torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8), 32)
+    assert torch.equal(test * 255, (test * 255).round())
