@@ -1,8 +1,9 @@
 """A torch Dataset of labelled clips: 16 face frames, the clip's filterbank and its label.
 
-Frame folders (official annotation lists) are sampled as the official loader
-does: at training time a random frame from each of 16 equal parts and the
-official augmentations, at test time the middle frame of each part. Every
+Frame folders (official annotation lists) and video CSV spans are sampled as
+the official loader does: at training time a random frame from each of 16
+equal parts and the official augmentations, at test time the middle frame of
+each part. Every
 item's randomness comes from a generator seeded by (seed, epoch, index), so an
 epoch is the same whether or not training was interrupted before it.
 """
@@ -27,8 +28,9 @@ from mmadfer_cli.labelled_data import (
 )
 from mmadfer_cli.segments import official_frame_indices
 
-# (clip) -> (uint8 face frames (16, 3, H, W), fbank (512, 128)); for video CSV rows
-SpanLoader = Callable[[VideoSpanClip], tuple[torch.Tensor, torch.Tensor]]
+# (row, generator or None) -> (uint8 face frames (16, 3, H, W), fbank (512, 128)) for video CSV
+# rows: the train-time frame draw from the generator, or the test-time frames when it is None
+SpanLoader = Callable[[VideoSpanClip, torch.Generator | None], tuple[torch.Tensor, torch.Tensor]]
 
 
 def load_frames(paths: Sequence) -> torch.Tensor:
@@ -110,7 +112,7 @@ class LabelledClipDataset(Dataset):
             frames, fbank = self._frame_folder(clip, generator)
         else:
             assert self.span_loader is not None
-            frames, fbank = self.span_loader(clip)
+            frames, fbank = self.span_loader(clip, generator if self.train else None)
         if self.train:
             images = augment.train_transform(frames, self.image_size, generator, self.brightness)
         else:

@@ -51,6 +51,7 @@ class FaceClip:
     face_frames: int  # of 16 sampled frames with a detection
     face_score: float  # mean detector score over those frames
     bbox: tuple[float, float, float, float]  # x, y, w, h: mean detected box, original pixels
+    boxes: np.ndarray  # float32 (16, 4) x1, y1, x2, y2 cropped on each sampled frame (gaps filled)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def _face_clips(
                 face_frames=int(found.sum()),
                 face_score=float(detected[:, 4].mean()),
                 bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
+                boxes=filled,
             )
         )
     return clips

@@ -47,7 +47,7 @@ def official_frame_indices(n: int, count: int = CLIP_FRAMES) -> list[int]:
     return [min(i, n - 1) for i in range(count)]
 
 
-def _window_frames(frame_times: np.ndarray, start: float, end: float) -> np.ndarray:
+def window_frames(frame_times: np.ndarray, start: float, end: float) -> np.ndarray:
     """Indices of frames that start inside [start, end), or the frame on screen at ``start``."""
     lo = int(np.searchsorted(frame_times, start - _EPS, side="left"))
     hi = int(np.searchsorted(frame_times, end - _EPS, side="left"))
@@ -89,7 +89,7 @@ def plan_segments(
         end = min(start + window_s, duration_s)
         if segments and end - start < min_segment_s - _EPS:
             break
-        local = _window_frames(times, start, end)
+        local = window_frames(times, start, end)
         chosen = tuple(int(local[i]) for i in official_frame_indices(len(local), count))
         segments.append(Segment(len(segments), start, end, chosen, start, end))
         if end >= duration_s - _EPS:

@@ -1,30 +1,52 @@
 """Labelled video spans (CSV rows) through the tool's own media and face stages.
 
-Each row becomes one 16-frame face clip and its filterbank, exactly as
-``annotate`` would see that span: the official test-time frames of the span,
-the face track seen on most of them (the labelled person is taken to be the
-most visible one). Clips are extracted once, before training or evaluation,
-so every bad row (unreadable video, no face) is reported at once by line.
-Training then applies the official augmentations to these 16 frames; the
-random per-part frame choice needs face frames a span's clip does not hold.
+The face stage runs once per row, as ``annotate`` would see that span: on the
+official test-time frames of the span, keeping the face track seen on most of
+them (the labelled person is taken to be the most visible one). That track's
+box is then interpolated to every frame of the span (linear between the
+sampled frames, the nearest one before the first and after the last), and
+only the frames' boxes and the span's filterbank are kept. Items decode their
+frames when loaded: the test-time frames for validation and evaluation, and
+at training time the official train-time choice (a random frame from each of
+16 equal parts of the span, drawn again every epoch), cropped as ``annotate``
+crops. Every bad row (unreadable video, no face) is reported at once by line,
+before training or evaluation starts.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+import numpy as np
 import torch
 
+from mmadfer_cli import augment
 from mmadfer_cli.clips import ClipSettings, iter_video_clips, probe
 from mmadfer_cli.faces import create_detector
+from mmadfer_cli.faces.crops import crop_faces
+from mmadfer_cli.faces.tracking import fill_gaps
 from mmadfer_cli.labelled_data import DataError, VideoSpanClip
-from mmadfer_cli.media import MediaError
+from mmadfer_cli.media import MediaError, Video, open_video
+from mmadfer_cli.segments import official_frame_indices, window_frames
+
+OPEN_VIDEOS = 4  # videos a loading process keeps open (rows of one video often come together)
 
 
-def _span_clip(
-    clip: VideoSpanClip, detector, settings: ClipSettings
-) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class SpanFaces:
+    """One row's span: its frames, the labelled face's box on each, and its filterbank."""
+
+    video: Path
+    frames: np.ndarray  # int64 (n,): every frame of the span, ascending
+    boxes: np.ndarray  # float32 (n, 4): x1, y1, x2, y2 of the face on each of those frames
+    test_frames: tuple[int, ...]  # the official test-time frames (16, absolute indices)
+    fbank: torch.Tensor  # float32 (512, 128)
+
+
+def _span_faces(clip: VideoSpanClip, detector, settings: ClipSettings) -> SpanFaces:
     duration = probe(clip.video).duration_s
     start = clip.start_s or 0.0
     end = min(clip.end_s if clip.end_s is not None else duration, duration)
@@ -33,23 +55,89 @@ def _span_clip(
     # windows of the span's length every `start` seconds: the second one is the span
     span = replace(settings, window_s=end - start, stride_s=start or None, min_segment_s=0.0)
     for segment_clips in iter_video_clips(clip.video, span, detector):
-        if abs(segment_clips.segment.start_s - start) > 1e-3:
+        segment = segment_clips.segment
+        if abs(segment.start_s - start) > 1e-3:
             continue
         if not segment_clips.faces:
             raise ValueError(
                 f"no face on at least {settings.min_face_frames} of the 16 frames of {clip.video}"
             )
         face = max(segment_clips.faces, key=lambda f: (f.face_frames, f.face_score))
-        return face.clip, segment_clips.fbank
+        with open_video(clip.video) as video:
+            frames = window_frames(video.frame_times, segment.start_s, segment.end_s)
+        sampled = [int(frames[i]) for i in official_frame_indices(len(frames))]
+        if sampled != list(segment.frame_indices):
+            raise ValueError(f"the span's frames of {clip.video} changed between two reads")
+        # the track's boxes on the sampled frames, interpolated to every frame of the span
+        test = np.asarray(segment.frame_indices)
+        unique, first = np.unique(test, return_index=True)
+        known = np.zeros((len(frames), 4), np.float32)
+        found = np.zeros(len(frames), bool)
+        positions = np.searchsorted(frames, unique)
+        known[positions] = face.boxes[first]
+        found[positions] = True
+        return SpanFaces(
+            video=Path(clip.video),
+            frames=frames.astype(np.int64),
+            boxes=fill_gaps(known, found),
+            test_frames=tuple(int(i) for i in test),
+            fbank=segment_clips.fbank,
+        )
     raise ValueError(f"span {start}-{end} s not found in {clip.video}")
 
 
-class SpanClips(dict):
-    """Extracted (face clip, fbank) by line number; called with a row, returns its pair
-    (the dataset's span loader)."""
+class SpanClips:
+    """The extracted spans by line number; the dataset's span loader.
 
-    def __call__(self, clip: VideoSpanClip) -> tuple[torch.Tensor, torch.Tensor]:
-        return self[clip.line]
+    ``spans(row, generator)`` gives (uint8 face frames (16, 3, 224, 224), fbank):
+    the test-time frames when ``generator`` is None, else the train-time draw.
+    """
+
+    def __init__(self, spans: dict[int, SpanFaces]) -> None:
+        self.spans = spans
+        self._videos: OrderedDict[Path, Video] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, line: int) -> SpanFaces:
+        return self.spans[line]
+
+    def __getstate__(self) -> dict:
+        return {"spans": self.spans}  # open videos stay in their process
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["spans"])
+
+    def frame_indices(self, clip: VideoSpanClip, generator: torch.Generator | None) -> list[int]:
+        """The 16 frames an item uses: test-time, or a random one from each of 16 equal parts."""
+        span = self.spans[clip.line]
+        if generator is None:
+            return list(span.test_frames)
+        return [
+            int(span.frames[i]) for i in augment.train_frame_indices(len(span.frames), generator)
+        ]
+
+    def _video(self, path: Path) -> Video:
+        video = self._videos.pop(path, None)
+        if video is None:
+            video = open_video(path)
+        self._videos[path] = video
+        while len(self._videos) > OPEN_VIDEOS:
+            self._videos.popitem(last=False)[1].close()
+        return video
+
+    def __call__(
+        self, clip: VideoSpanClip, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        span = self.spans[clip.line]
+        indices = self.frame_indices(clip, generator)
+        try:
+            frames = self._video(span.video).frames(indices)
+        except (MediaError, IndexError) as error:
+            raise DataError(f"line {clip.line}: {span.video}: {error}") from error
+        boxes = span.boxes[np.searchsorted(span.frames, indices)]
+        return crop_faces(list(frames), boxes), span.fbank
 
 
 def extract_span_clips(
@@ -57,18 +145,18 @@ def extract_span_clips(
     settings: ClipSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SpanClips:
-    """Face clip (uint8 (16, 3, 224, 224)) and fbank of every row, keyed by line number."""
+    """Run the face stage on every row; the result loads each row's clip and fbank."""
     settings = settings or ClipSettings()
     detector = create_detector(settings.detector, settings.face_models, settings.face_threshold)
-    out = SpanClips()
+    spans: dict[int, SpanFaces] = {}
     errors = []
     for done, clip in enumerate(clips, start=1):
         try:
-            out[clip.line] = _span_clip(clip, detector, settings)
+            spans[clip.line] = _span_faces(clip, detector, settings)
         except (ValueError, MediaError) as error:
             errors.append(f"line {clip.line}: {error}")
         if progress is not None:
             progress(done, len(clips))
     if errors:
         raise DataError(f"{len(errors)} bad video row(s):\n  " + "\n  ".join(errors))
-    return out
+    return SpanClips(spans)
