@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
+from mmadfer_cli.commands import doctor
+from mmadfer_cli.demo_video import write_demo_video
+from mmadfer_cli.media import open_video
 from tests.conftest import SAMPLE_VIDEOS
 
 runner = CliRunner()
@@ -41,3 +46,25 @@ def test_doctor_reports_a_missing_video(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "not found" in result.stdout
+
+
+def test_doctor_without_the_repository_makes_its_own_video(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed package has no sample_videos/: doctor then films insightface's sample photo.
+    monkeypatch.setattr(doctor, "SAMPLE_VIDEO", tmp_path / "absent.mp4")
+    result = runner.invoke(
+        app,
+        ["doctor", "--detector", "dlib", "--device", "cpu"],
+        env={"MMADFER_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "demo.mp4" in result.stdout
+    # Six people in the photo; the offline detector may miss one in part of the frames.
+    assert re.search(r"pipeline: 2 segments, [56] person track\(s\)", result.stdout)
+
+
+def test_demo_video_has_faces_and_sound(tmp_path: Path) -> None:
+    with open_video(write_demo_video(tmp_path / "demo.mp4")) as video:
+        assert video.info.has_audio and video.info.frame_count == 100
+        assert np.abs(video.audio(0.0, 1.0)).max() > 0.1
