@@ -201,3 +201,15 @@ def test_cuda_without_gpu_is_a_clear_usage_error(home: Path, tmp_path: Path) -> 
     code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "r.csv"), "--device", "cuda")
     assert code == 2
     assert "no CUDA GPU" in err and "--device cpu" in err
+
+
+def test_directory_output_rerun_has_nothing_to_do(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    code, _, err = _annotate(home, VIDEOS[0], "--out", f"{out}/", *FAST)
+    assert code == 0, err
+    (written,) = out.glob("*.parquet")
+    stamp = written.stat().st_mtime_ns
+    code, _, err = _annotate(home, VIDEOS[0], "--out", f"{out}/", *FAST)
+    assert code == 0 and "Nothing to do" in err
+    assert written.stat().st_mtime_ns == stamp
+    assert pq.read_table(written).num_rows == 2  # silent_astronaut: two segments, one face

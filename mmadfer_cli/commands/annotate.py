@@ -110,6 +110,12 @@ def _summary(
     results: list[VideoResult], stats: PipelineStats, skipped: int, wall: float, where: str
 ) -> None:
     videos = len(results)
+    if not videos:
+        _err.print(
+            f"Nothing to do: all {skipped} videos were done by an earlier run of this command "
+            f"(--overwrite starts again). Results: {escape(where)}"
+        )
+        return
     failed = sum(r.error is not None for r in results)
     segments = sum(r.segments for r in results)
     tracks = sum(r.tracks for r in results)
