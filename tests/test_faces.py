@@ -19,7 +19,7 @@ from mmadfer_cli.faces import (
     create_detector,
     keep_faces,
 )
-from mmadfer_cli.faces.crops import crop_faces, square_box
+from mmadfer_cli.faces.crops import crop_faces, face_region
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps, iou
 from mmadfer_cli.media import open_video
 from tests.conftest import SAMPLE_VIDEOS
@@ -186,11 +186,15 @@ def test_fill_gaps_interpolates_inside_and_holds_at_the_ends() -> None:
     assert filled[:, 0].tolist() == [0, 0, 10, 20, 20]
 
 
-def test_square_box_is_centred_and_shifted_inside_the_frame() -> None:
-    assert square_box(np.array([100, 100, 140, 180]), 640, 480) == (80, 100, 80)
-    assert square_box(np.array([0, 10, 40, 90]), 640, 480) == (0, 10, 80)  # shifted right
-    assert square_box(np.array([600, 400, 640, 480]), 640, 480) == (560, 400, 80)
-    assert square_box(np.array([0, 0, 640, 300]), 640, 480) == (80, 0, 480)  # larger than the frame
+def test_face_region_follows_the_official_square_and_clip_rule() -> None:
+    assert face_region(np.array([100, 100, 140, 180]), 640, 480) == (80, 100, 160, 180)
+    assert face_region(np.array([100, 100, 141, 180]), 640, 480) == (81, 100, 160, 180)  # diff // 2
+    # At the frame's edges the square is clipped, not shifted: a narrower region, stretched later.
+    assert face_region(np.array([0, 10, 40, 90]), 640, 480) == (0, 10, 60, 90)
+    assert face_region(np.array([600, 400, 640, 480]), 640, 480) == (580, 400, 640, 480)
+    assert face_region(np.array([0, 0, 640, 300]), 640, 480) == (0, 0, 640, 470)
+    # The corner is clamped before squaring, as the official code does; then the square is clipped.
+    assert face_region(np.array([-8, -4, 40, 60]), 640, 480) == (0, 0, 50, 60)
 
 
 def test_crops_match_pil_bilinear_resize() -> None:
@@ -200,10 +204,8 @@ def test_crops_match_pil_bilinear_resize() -> None:
     crops = crop_faces([frame, frame], np.stack([box, big]))
     assert crops.dtype == torch.uint8 and crops.shape == (2, 3, 224, 224)
     for crop, b in zip(crops, (box, big), strict=True):
-        x0, y0, side = square_box(b, 512, 512)
-        pil = Image.fromarray(frame[y0 : y0 + side, x0 : x0 + side]).resize(
-            (224, 224), Image.BILINEAR
-        )
+        x0, y0, x1, y1 = face_region(b, 512, 512)
+        pil = Image.fromarray(frame[y0:y1, x0:x1]).resize((224, 224), Image.BILINEAR)
         diff = np.abs(crop.permute(1, 2, 0).numpy().astype(int) - np.asarray(pil).astype(int))
         assert diff.max() <= 2 and diff.mean() < 0.5
 
