@@ -9,6 +9,7 @@ memory stays bounded by one segment whatever the video's length.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,31 +92,44 @@ def segment_fbank(video: Video, segment: Segment) -> tuple[bool, torch.Tensor]:
 def iter_video_clips(
     path: str | os.PathLike[str], settings: ClipSettings, detector: FaceDetector
 ) -> Iterator[SegmentClips]:
-    """Segments of one video, in order, each with its face clips and filterbank."""
+    """Segments of one video, in order, each with its face clips and filterbank.
+
+    Faces are detected and tracked on the union of all segments' sampled frames in
+    time order, so that overlapping windows (a stride shorter than the window) share
+    one consistent set of tracks. Frames are kept only while a segment still needs them.
+    """
     with open_video(path) as video:
+        segments = plan(video, settings)
         tracker = FaceTracker(settings.track_iou, settings.max_gap_s)
+        sampled = sorted({int(i) for s in segments for i in s.frame_indices})
+        done = 0  # sampled[:done] are detected and tracked
         seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (boxes, track ids)
-        for segment in plan(video, settings):
+        decoded: dict[int, np.ndarray] = {}  # frame -> pixels
+        for k, segment in enumerate(segments):
+            upto = bisect.bisect_right(sampled, max(segment.frame_indices))
+            batch, done = sampled[done:upto], upto
+            if batch:
+                frames = video.frames(batch)
+                for index, frame, found in zip(batch, frames, detector.detect(frames), strict=True):
+                    boxes = keep_faces(
+                        found,
+                        video.info.width,
+                        video.info.height,
+                        settings.face_threshold,
+                        settings.min_face_px,
+                        settings.max_faces,
+                    )
+                    seen[index] = (boxes, tracker.update(float(video.frame_times[index]), boxes))
+                    decoded[index] = frame
             unique = np.unique(segment.frame_indices)
-            frames = video.frames(unique.tolist())
-            fresh = [i for i, index in enumerate(unique) if int(index) not in seen]
-            detections = detector.detect(frames[fresh]) if fresh else []
-            for i, found in zip(fresh, detections, strict=True):
-                boxes = keep_faces(
-                    found,
-                    video.info.width,
-                    video.info.height,
-                    settings.face_threshold,
-                    settings.min_face_px,
-                    settings.max_faces,
-                )
-                index = int(unique[i])
-                seen[index] = (boxes, tracker.update(float(video.frame_times[index]), boxes))
-            # Overlapping windows reuse detections; forget frames no later window can sample.
-            seen = {k: v for k, v in seen.items() if k >= segment.frame_indices[0]}
+            frames = np.stack([decoded[int(i)] for i in unique])
             positions = np.searchsorted(unique, segment.frame_indices)
             faces = _face_clips(segment, unique, positions, frames, seen, settings)
             has_audio, fbank = segment_fbank(video, segment)
+            if k + 1 < len(segments):  # forget frames no later segment samples
+                keep = segments[k + 1].frame_indices[0]
+                seen = {i: v for i, v in seen.items() if i >= keep}
+                decoded = {i: v for i, v in decoded.items() if i >= keep}
             yield SegmentClips(segment, has_audio, fbank, faces)
 
 

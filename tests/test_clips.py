@@ -88,6 +88,15 @@ def test_group_gives_one_stable_track_per_person(detector) -> None:
     assert all(s.has_audio for s in segments)
 
 
+def test_overlapping_windows_keep_the_same_tracks(detector) -> None:
+    # A stride shorter than the window samples frames out of time order segment by segment;
+    # tracking runs over all sampled frames in time order, so ids do not switch.
+    segments = run(SAMPLE_VIDEOS / "group_conversation.mp4", detector, stride_s=1.0)
+    assert [s.segment.start_s for s in segments] == [0.0, 1.0, 2.0, 3.0]
+    for s in segments:
+        assert sorted(f.track_id for f in s.faces) == [0, 1, 2, 3, 4, 5], s.segment
+
+
 def test_audio_less_video(detector) -> None:
     segments = run(SAMPLE_VIDEOS / "silent_astronaut.mp4", detector, min_face_frames=17)
     assert probe(SAMPLE_VIDEOS / "silent_astronaut.mp4").has_audio is False
