@@ -15,6 +15,10 @@ before training or evaluation starts.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +33,7 @@ from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.tracking import fill_gaps
 from mmadfer_cli.labelled_data import DataError, VideoSpanClip
-from mmadfer_cli.media import MediaError, Video, open_video
+from mmadfer_cli.media import MediaError, Video, open_video, video_id
 from mmadfer_cli.segments import official_frame_indices, window_frames
 
 OPEN_VIDEOS = 4  # videos a loading process keeps open (rows of one video often come together)
@@ -140,20 +144,75 @@ class SpanClips:
         return crop_faces(list(frames), boxes), span.fbank
 
 
+def _cache_file(cache: Path, clip: VideoSpanClip, settings: ClipSettings, backend: str) -> Path:
+    """Where a span's faces are kept: named by the video's content, the span and the settings."""
+    key = json.dumps(
+        {
+            "video": video_id(clip.video),
+            "span": [clip.start_s, clip.end_s],
+            "settings": dataclasses.asdict(settings),
+            "detector": backend,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+
+def _load_span(path: Path, video: Path) -> SpanFaces | None:
+    """A cached span (plain arrays, never pickles), or None when absent or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return SpanFaces(
+                video=video,
+                frames=data["frames"],
+                boxes=data["boxes"],
+                test_frames=tuple(int(i) for i in data["test_frames"]),
+                fbank=torch.from_numpy(data["fbank"]),
+            )
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save_span(path: Path, span: SpanFaces) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        np.savez(
+            f,
+            frames=span.frames,
+            boxes=span.boxes,
+            test_frames=np.asarray(span.test_frames, np.int64),
+            fbank=span.fbank.numpy(),
+        )
+    os.replace(tmp, path)
+
+
 def extract_span_clips(
     clips: Sequence[VideoSpanClip],
     settings: ClipSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: Path | None = None,
 ) -> SpanClips:
-    """Run the face stage on every row; the result loads each row's clip and fbank."""
+    """Run the face stage on every row; the result loads each row's clip and fbank.
+
+    With ``cache``, each row's faces are kept there (one small file per span), so a
+    resumed or repeated run skips the face stage for spans whose video is unchanged.
+    """
     settings = settings or ClipSettings()
     detector = create_detector(settings.detector, settings.face_models, settings.face_threshold)
     spans: dict[int, SpanFaces] = {}
     errors = []
     for done, clip in enumerate(clips, start=1):
         try:
-            spans[clip.line] = _span_faces(clip, detector, settings)
-        except (ValueError, MediaError) as error:
+            stored = cache and _cache_file(cache, clip, settings, detector.name)
+            span = stored and _load_span(stored, Path(clip.video))
+            if span is None:
+                span = _span_faces(clip, detector, settings)
+                if stored:
+                    _save_span(stored, span)
+            spans[clip.line] = span
+        except (ValueError, MediaError, OSError) as error:
             errors.append(f"line {clip.line}: {error}")
         if progress is not None:
             progress(done, len(clips))

@@ -83,3 +83,21 @@ def test_validation_uses_the_test_time_frames_deterministically(spans):
     assert torch.equal(first, loaded(rows[0])[0].float() / 255)
     copied = pickle.loads(pickle.dumps(loaded))  # as a spawned loading process receives it
     assert torch.equal(copied(rows[0])[0], loaded(rows[0])[0])
+
+
+def test_span_faces_are_cached_for_a_resumed_run(tmp_path, monkeypatch) -> None:
+    rows = [VideoSpanClip(2, VIDEO, 0.0, 3.0, 0)]
+    first = extract_span_clips(rows, SETTINGS, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    def no_face_stage(*args, **kwargs):
+        raise AssertionError("the face stage ran again")
+
+    monkeypatch.setattr("mmadfer_cli.video_clips.iter_video_clips", no_face_stage)
+    again = extract_span_clips(rows, SETTINGS, cache=tmp_path)
+    a, b = first[2], again[2]
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.boxes, b.boxes)
+    assert a.test_frames == b.test_frames and torch.equal(a.fbank, b.fbank)
+    # Other settings are another cache entry: the face stage must run for them.
+    with pytest.raises(AssertionError, match="ran again"):
+        extract_span_clips(rows, ClipSettings(detector="dlib", min_face_frames=4), cache=tmp_path)

@@ -77,7 +77,9 @@ def _class_names(spec: str) -> tuple[str, ...]:
     return names
 
 
-def _dataset(path: Path, class_names, audio_template, root, train: bool = False, **kwargs):
+def _dataset(
+    path: Path, class_names, audio_template, root, train: bool = False, cache=None, **kwargs
+):
     from mmadfer_cli.clip_dataset import LabelledClipDataset
     from mmadfer_cli.labelled_data import read_labelled
 
@@ -92,7 +94,7 @@ def _dataset(path: Path, class_names, audio_template, root, train: bool = False,
 
         with _progress() as update:
             loader = extract_span_clips(
-                spans, progress=lambda d, t: update(f"faces in {path.name}", d, t)
+                spans, progress=lambda d, t: update(f"faces in {path.name}", d, t), cache=cache
             )
     return LabelledClipDataset(clips, train=train, span_loader=loader, **kwargs)
 
@@ -139,7 +141,12 @@ def evaluate(
     class_names = tuple(info.class_names)
     try:
         dataset = _dataset(
-            data, class_names, audio_template, root, image_size=model.config.image_size
+            data,
+            class_names,
+            audio_template,
+            root,
+            cache=out / "spans",
+            image_size=model.config.image_size,
         )
     except DataError as error:
         raise _fail(str(error)) from None
@@ -289,7 +296,7 @@ def train(
             raise _fail(str(error)) from None
     try:
         resolve_device(device)  # fail before any data is read, with a reason
-        common = {"image_size": config.image_size}
+        common = {"image_size": config.image_size, "cache": out / "spans"}
         train_data = _dataset(
             data, class_names, audio_template, root, train=True, brightness=brightness, **common
         )
