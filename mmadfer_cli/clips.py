@@ -23,7 +23,7 @@ from mmadfer_cli.faces import FaceDetector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps
 from mmadfer_cli.media import Video, VideoInfo, open_video
-from mmadfer_cli.segments import Segment, plan_segments
+from mmadfer_cli.segments import Segment, plan_segments, span_segment
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,22 @@ def segment_fbank(video: Video, segment: Segment) -> tuple[bool, torch.Tensor]:
 
 
 def iter_video_clips(
-    path: str | os.PathLike[str], settings: ClipSettings, detector: FaceDetector
+    path: str | os.PathLike[str],
+    settings: ClipSettings,
+    detector: FaceDetector,
+    span: tuple[float, float] | None = None,
 ) -> Iterator[SegmentClips]:
     """Segments of one video, in order, each with its face clips and filterbank.
+
+    With ``span`` (start, end seconds), only that one segment, instead of the
+    settings' windows over the whole video.
 
     Faces are detected and tracked on the union of all segments' sampled frames in
     time order, so that overlapping windows (a stride shorter than the window) share
     one consistent set of tracks. Frames are kept only while a segment still needs them.
     """
     with open_video(path) as video:
-        segments = plan(video, settings)
+        segments = [span_segment(video.frame_times, 0, *span)] if span else plan(video, settings)
         tracker = FaceTracker(settings.track_iou, settings.max_gap_s)
         sampled = sorted({int(i) for s in segments for i in s.frame_indices})
         done = 0  # sampled[:done] are detected and tracked

@@ -57,6 +57,15 @@ def window_frames(frame_times: np.ndarray, start: float, end: float) -> np.ndarr
     return np.array([shown])
 
 
+def span_segment(
+    frame_times: np.ndarray, index: int, start: float, end: float, count: int = CLIP_FRAMES
+) -> Segment:
+    """The segment ``index`` covering [start, end): its frames sampled the official way."""
+    local = window_frames(frame_times, start, end)
+    chosen = tuple(int(local[i]) for i in official_frame_indices(len(local), count))
+    return Segment(index, start, end, chosen, start, end)
+
+
 def plan_segments(
     frame_times: Sequence[float] | np.ndarray,
     duration_s: float,
@@ -89,9 +98,7 @@ def plan_segments(
         end = min(start + window_s, duration_s)
         if segments and end - start < min_segment_s - _EPS:
             break
-        local = window_frames(times, start, end)
-        chosen = tuple(int(local[i]) for i in official_frame_indices(len(local), count))
-        segments.append(Segment(len(segments), start, end, chosen, start, end))
+        segments.append(span_segment(times, len(segments), start, end, count))
         if end >= duration_s - _EPS:
             break
     return segments

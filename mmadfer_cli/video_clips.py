@@ -21,14 +21,14 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmadfer_cli import augment
-from mmadfer_cli.clips import ClipSettings, iter_video_clips, probe
+from mmadfer_cli.clips import ClipSettings, iter_video_clips
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.tracking import fill_gaps
@@ -51,43 +51,38 @@ class SpanFaces:
 
 
 def _span_faces(clip: VideoSpanClip, detector, settings: ClipSettings) -> SpanFaces:
-    duration = probe(clip.video).duration_s
     start = clip.start_s or 0.0
-    end = min(clip.end_s if clip.end_s is not None else duration, duration)
-    if end <= start:
-        raise ValueError(f"span {start}-{end} s is outside the video ({duration:.2f} s)")
-    # windows of the span's length every `start` seconds: the second one is the span
-    span = replace(settings, window_s=end - start, stride_s=start or None, min_segment_s=0.0)
-    for segment_clips in iter_video_clips(clip.video, span, detector):
-        segment = segment_clips.segment
-        if abs(segment.start_s - start) > 1e-3:
-            continue
-        if not segment_clips.faces:
-            raise ValueError(
-                f"no face on at least {settings.min_face_frames} of the 16 frames of {clip.video}"
-            )
-        face = max(segment_clips.faces, key=lambda f: (f.face_frames, f.face_score))
-        with open_video(clip.video) as video:
-            frames = window_frames(video.frame_times, segment.start_s, segment.end_s)
-        sampled = [int(frames[i]) for i in official_frame_indices(len(frames))]
-        if sampled != list(segment.frame_indices):
-            raise ValueError(f"the span's frames of {clip.video} changed between two reads")
-        # the track's boxes on the sampled frames, interpolated to every frame of the span
-        test = np.asarray(segment.frame_indices)
-        unique, first = np.unique(test, return_index=True)
-        known = np.zeros((len(frames), 4), np.float32)
-        found = np.zeros(len(frames), bool)
-        positions = np.searchsorted(frames, unique)
-        known[positions] = face.boxes[first]
-        found[positions] = True
-        return SpanFaces(
-            video=Path(clip.video),
-            frames=frames.astype(np.int64),
-            boxes=fill_gaps(known, found),
-            test_frames=tuple(int(i) for i in test),
-            fbank=segment_clips.fbank,
+    with open_video(clip.video) as video:
+        duration = video.info.duration_s
+        end = min(clip.end_s if clip.end_s is not None else duration, duration)
+        if end <= start:
+            raise ValueError(f"span {start}-{end} s is outside the video ({duration:.2f} s)")
+        frames = window_frames(video.frame_times, start, end)
+    (segment_clips,) = iter_video_clips(clip.video, settings, detector, span=(start, end))
+    segment = segment_clips.segment
+    if not segment_clips.faces:
+        raise ValueError(
+            f"no face on at least {settings.min_face_frames} of the 16 frames of {clip.video}"
         )
-    raise ValueError(f"span {start}-{end} s not found in {clip.video}")
+    face = max(segment_clips.faces, key=lambda f: (f.face_frames, f.face_score))
+    sampled = [int(frames[i]) for i in official_frame_indices(len(frames))]
+    if sampled != list(segment.frame_indices):
+        raise ValueError(f"the span's frames of {clip.video} changed between two reads")
+    # the track's boxes on the sampled frames, interpolated to every frame of the span
+    test = np.asarray(segment.frame_indices)
+    unique, first = np.unique(test, return_index=True)
+    known = np.zeros((len(frames), 4), np.float32)
+    found = np.zeros(len(frames), bool)
+    positions = np.searchsorted(frames, unique)
+    known[positions] = face.boxes[first]
+    found[positions] = True
+    return SpanFaces(
+        video=Path(clip.video),
+        frames=frames.astype(np.int64),
+        boxes=fill_gaps(known, found),
+        test_frames=tuple(int(i) for i in test),
+        fbank=segment_clips.fbank,
+    )
 
 
 class SpanClips:
