@@ -51,9 +51,16 @@ def write_tiny_encoders(folder: Path, config: MMADFERConfig | None = None) -> tu
     return image_path, audio_path
 
 
-def _tone(path: Path, frequency: float, seconds: float = 1.0, rate: int = 16000) -> None:
+def write_tone(
+    path: Path,
+    frequency: float = 440.0,
+    seconds: float = 1.0,
+    rate: int = 16000,
+    amplitude: float = 0.4,
+) -> None:
+    """A 16-bit mono WAV of a sine tone."""
     t = np.arange(int(seconds * rate)) / rate
-    samples = (0.4 * np.sin(2 * math.pi * frequency * t) * 32767).astype("<i2")
+    samples = (amplitude * np.sin(2 * math.pi * frequency * t) * 32767).astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
@@ -108,7 +115,7 @@ def make_separable_set(root: Path, clips_per_class: int = 4, frames: int = 20) -
                     rgb = ImageOps.grayscale(rgb).convert("RGB")
                 rgb.save(folder / f"{i:05d}.png")
             if label < 2:
-                _tone(root / "raw_wav" / f"{number}.wav", 300.0 if label == 0 else 1200.0)
+                write_tone(root / "raw_wav" / f"{number}.wav", 300.0 if label == 0 else 1200.0)
             lines.append(f"{folder} {frames} {label}")
     listing = root / "train.txt"
     listing.write_text("\n".join(lines) + "\n")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -22,6 +20,7 @@ from mmadfer_cli.labelled_data import (
     read_wav,
 )
 from tests.conftest import SAMPLE_VIDEOS
+from tests.recipe_helpers import write_tone
 
 CLASSES = ("happiness", "sadness", "neutral")
 
@@ -34,14 +33,7 @@ def make_frame_folder(folder: Path, count: int, size: int = 24) -> Path:
 
 
 def write_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> None:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(samples.tobytes())
+    write_tone(path, 440.0, seconds, rate, amplitude=0.3)
 
 
 def test_parse_label_by_index_or_name():
