@@ -5,6 +5,9 @@ extension or by extra ``--glob`` patterns; files named explicitly are always
 kept, because the user asked for them. Hidden entries inside folders are
 skipped, symlinked folders are followed once (loops are safe), and a file
 reached twice is listed once, in the first form it was reached by.
+
+``path_text`` is the text form of a path used in tables and messages: any
+name the operating system gives has one, even when it is not valid UTF-8.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ class PathNotFoundError(FileNotFoundError):
     def __init__(self, path: Path) -> None:
         super().__init__(f"path does not exist: {path}")
         self.path = path
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """A path (or a message holding one) as valid text that keeps every byte of the name.
+
+    Valid UTF-8 names are kept as they are. A name with bytes that are not UTF-8
+    (Python carries them as surrogate escapes) has each such byte written as
+    ``\\xNN`` and each backslash doubled, so the original bytes come back with
+    ``codecs.escape_decode(text.encode())[0]``: ``b"bad\\xffname.mp4"`` is
+    written ``bad\\xffname.mp4``.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
 
 
 def is_video_name(name: str, globs: Sequence[str] = ()) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mmadfer_cli.clips import ClipSettings, iter_video_clips
+from mmadfer_cli.discover import path_text
 from mmadfer_cli.faces import FaceDetector
 from mmadfer_cli.media import MediaError
 from mmadfer_cli.model.inference import Precision, predict_proba
@@ -107,7 +108,7 @@ class PipelineEvents:
 
 def error_message(exc: BaseException) -> str:
     """A one-line reason for an error row: the message alone for expected media errors."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = path_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
     if isinstance(exc, (MediaError, OSError)):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

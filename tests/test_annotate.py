@@ -213,3 +213,37 @@ def test_directory_output_rerun_has_nothing_to_do(home: Path, tmp_path: Path) ->
     assert code == 0 and "Nothing to do" in err
     assert written.stat().st_mtime_ns == stamp
     assert pq.read_table(written).num_rows == 2  # silent_astronaut: two segments, one face
+
+
+@pytest.mark.parametrize("out_name", ["r.parquet", "r.csv", "r.jsonl", "results/", "-"])
+def test_non_utf8_file_names_get_rows_and_resume(home: Path, tmp_path: Path, out_name: str) -> None:
+    folder = os.fsencode(tmp_path / "videos")
+    os.mkdir(folder)
+    with open(folder + b"/bad\xff\xfename.mp4", "wb") as fh:
+        fh.write(Path(VIDEOS[0]).read_bytes())
+    with open(folder + b"/broken\xe9.mp4", "wb") as fh:
+        fh.write(b"not a video\n" * 20)
+    good = os.fsdecode(folder) + "/bad\\xff\\xfename.mp4"
+    broken = os.fsdecode(folder) + "/broken\\xe9.mp4"
+    out = "-" if out_name == "-" else str(tmp_path / out_name)
+    one_segment = [*FAST, "--window", "5"]
+    code, stdout, err = _annotate(home, os.fsdecode(folder), "--out", out, *one_segment)
+    assert code == 1, err
+    assert "Traceback" not in err and broken in err
+    if out_name == "-":
+        rows = list(csv.DictReader(io.StringIO(stdout)))
+    elif out_name.endswith("/"):
+        rows = pa.concat_tables(
+            [pq.read_table(p) for p in sorted(Path(out).glob("*.parquet"))]
+        ).to_pylist()
+    elif out_name.endswith(".jsonl"):
+        rows = [json.loads(line) for line in Path(out).read_text().splitlines()]
+    elif out_name.endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(Path(out).read_text())))
+    else:
+        rows = pq.read_table(out).to_pylist()
+    assert [r["status"] for r in rows if r["video"] == good] == ["ok"]
+    assert [r["status"] for r in rows if r["video"] == broken] == ["error"]
+    if out_name.endswith("/"):  # resume recognises the escaped names
+        code, _, err = _annotate(home, os.fsdecode(folder), "--out", out, *one_segment)
+        assert code == 1 and "Nothing to do" in err

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from pathlib import Path
 
 import pytest
 
-from mmadfer_cli.discover import PathNotFoundError, discover_videos, is_video_name
+from mmadfer_cli.discover import PathNotFoundError, discover_videos, is_video_name, path_text
 
 
 def touch(path: Path) -> Path:
@@ -70,3 +71,24 @@ def test_missing_path_is_named(tmp_path: Path) -> None:
 
 def test_is_video_name_is_case_insensitive() -> None:
     assert is_video_name("X.MKV") and is_video_name("y.mpeg") and not is_video_name("z.wav")
+
+
+@pytest.mark.parametrize(
+    "raw", [b"bad\xff\xfename.mp4", b"dir\\with\\backslash\xe9.mp4", b"lit\\xffname\x80.mp4"]
+)
+def test_path_text_of_a_non_utf8_name_is_valid_escaped_and_lossless(raw: bytes) -> None:
+    text = path_text(os.fsdecode(raw))
+    text.encode("utf-8")  # valid text: Arrow, CSV and JSON writers accept it
+    assert codecs.escape_decode(text.encode())[0] == raw
+
+
+def test_path_text_keeps_valid_names(tmp_path: Path) -> None:
+    for name in ["plain.mp4", "café/été.mp4", "back\\slash.mp4"]:
+        assert path_text(name) == name
+    assert path_text(os.fsdecode(b"bad\xff\xfename.mp4")) == "bad\\xff\\xfename.mp4"
+
+
+def test_non_utf8_names_are_discovered(tmp_path: Path) -> None:
+    touch(Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfename.mp4")))
+    (found,) = discover_videos([tmp_path])
+    assert os.fsencode(found).endswith(b"bad\xff\xfename.mp4")

@@ -29,7 +29,7 @@ from rich.progress import (
 from mmadfer_cli import __version__
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
-from mmadfer_cli.discover import PathNotFoundError, discover_videos
+from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS, create_detector
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.media import video_id
@@ -53,7 +53,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _usage_error(message: str) -> typer.Exit:
-    _err.print(f"[red]error:[/] {escape(message)}")
+    _err.print(f"[red]error:[/] {escape(path_text(message))}")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -312,7 +312,7 @@ def annotate(
     done = sink.done()
     tasks, skipped, previous_failures = [], 0, []
     for index, path in enumerate(videos):
-        name = str(path)
+        name = path_text(path)
         if name in done and done[name][0] == _current_id(path):
             skipped += 1
             if done[name][1] is not None:
@@ -339,7 +339,7 @@ def annotate(
         predict=model_predictor(net, torch_device, mode),
     )
     exit_code, failures = _run(
-        tasks, stages, run, sink, [str(v) for v in videos], batch_size, workers, quiet
+        tasks, stages, run, sink, [path_text(v) for v in videos], batch_size, workers, quiet
     )
     failures = previous_failures + failures
     if failures:
