@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
-from mmadfer_cli.commands import annotate, doctor, models, recipe
+from mmadfer_cli.commands import annotate, doctor, models, recipe, report
 
 app = typer.Typer(
     name="mmadfer",
@@ -24,6 +24,7 @@ app.command("annotate")(annotate.annotate)
 app.command("doctor")(doctor.doctor)
 app.command("evaluate")(recipe.evaluate)
 app.command("train")(recipe.train)
+app.command("report")(report.report)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,76 @@
+"""A small fixed result table (several people, no-face and error rows) for report and export tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from mmadfer_cli.outputs import row_schema
+
+CLASSES = ("happiness", "sadness", "neutral")
+VIDEO_A = "clips/a.mp4"
+VIDEO_B = "clips/b été & <co>.mp4"  # odd characters for file names and HTML
+VIDEO_C = "broken.mp4"
+
+
+def _ok(
+    video: str, vid: str, seg: int, span: tuple[float, float], track: int, probs: tuple
+) -> dict:
+    best = max(range(len(CLASSES)), key=lambda i: probs[i])
+    return {
+        "video": video,
+        "video_id": vid,
+        "track_id": track,
+        "segment": seg,
+        "start_s": span[0],
+        "end_s": span[1],
+        "status": "ok",
+        "label": CLASSES[best],
+        "confidence": probs[best],
+        **{f"prob_{c}": p for c, p in zip(CLASSES, probs, strict=True)},
+        "face_frames": 16,
+        "face_score": 0.9,
+        "bbox_x": 10.0 + 20 * track + seg,
+        "bbox_y": 20.0,
+        "bbox_w": 30.0,
+        "bbox_h": 40.0,
+        "has_audio": True,
+    }
+
+
+def _no_face(video: str, vid: str, seg: int, span: tuple[float, float]) -> dict:
+    return {
+        "video": video,
+        "video_id": vid,
+        "segment": seg,
+        "start_s": span[0],
+        "end_s": span[1],
+        "status": "no_face",
+        "has_audio": True,
+    }
+
+
+def synthetic_rows() -> list[dict[str, Any]]:
+    """Video A: tracks 1 and 2, a no-face segment; video B: a no-face then track 0; video C failed."""
+    a, b = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+    return [
+        _ok(VIDEO_A, a, 0, (0.0, 3.0), 1, (0.7, 0.2, 0.1)),
+        _ok(VIDEO_A, a, 0, (0.0, 3.0), 2, (0.1, 0.6, 0.3)),
+        _ok(VIDEO_A, a, 1, (3.0, 6.0), 1, (0.5, 0.3, 0.2)),
+        _no_face(VIDEO_A, a, 2, (6.0, 9.0)),
+        _ok(VIDEO_A, a, 3, (9.0, 10.5), 1, (0.2, 0.2, 0.6)),
+        _ok(VIDEO_A, a, 3, (9.0, 10.5), 2, (0.1, 0.1, 0.8)),
+        _no_face(VIDEO_B, b, 0, (0.0, 3.0)),
+        _ok(VIDEO_B, b, 1, (3.0, 5.0), 0, (0.2, 0.7, 0.1)),
+        {
+            "video": VIDEO_C,
+            "video_id": "cccccccccccccccc",
+            "status": "error",
+            "error": "not a video",
+        },
+    ]
+
+
+def synthetic_table() -> pa.Table:
+    return pa.Table.from_pylist(synthetic_rows(), schema=row_schema(CLASSES))
