@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
-from mmadfer_cli.commands import annotate, doctor, models, recipe, report
+from mmadfer_cli.commands import annotate, doctor, export, models, recipe, report
 
 app = typer.Typer(
     name="mmadfer",
@@ -20,6 +20,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(models.app, name="models")
+app.add_typer(export.app, name="export")
 app.command("annotate")(annotate.annotate)
 app.command("doctor")(doctor.doctor)
 app.command("evaluate")(recipe.evaluate)

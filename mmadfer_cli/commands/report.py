@@ -28,11 +28,9 @@ def report(
         False, "--quiet", "-q", help="Print only errors (no progress). \\[default: off]"
     ),
 ) -> None:
-    """Summarise a result table: per video and person, the seconds seen, the share of segments per
-    label, mean class probabilities, the dominant emotion and the time without a face, with a
-    timeline picture per video and one self-contained page (index.html) that opens offline.
+    """Summarise a result table: per-person tables, a timeline per video, one offline HTML page.
 
-    Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table.
+    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table.
     """
     df = load_results(results)
     if out.exists() and not out.is_dir():

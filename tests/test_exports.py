@@ -1,0 +1,106 @@
+"""ELAN and subtitle exports: read back with pympi and FFmpeg's own parsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from pympi.Elan import Eaf
+from typer.testing import CliRunner
+
+from mmadfer_cli.cli import app
+from mmadfer_cli.exports import export_subtitles
+from mmadfer_cli.exports.subtitles import cues
+from mmadfer_cli.outputs import write_table
+from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    path = tmp_path / "results.csv"
+    write_table(synthetic_table(), path, "csv")
+    return path
+
+
+def _export(kind: str, results: Path, out: Path, *extra: str) -> list[Path]:
+    result = runner.invoke(app, ["export", kind, str(results), "--out", str(out), *extra])
+    assert result.exit_code == 0, result.stderr
+    assert "skipped broken.mp4: it could not be read" in result.stderr
+    return [Path(line) for line in result.stdout.splitlines()]
+
+
+def test_eaf_has_a_tier_per_person_with_labels_confidences_and_media(
+    results: Path, tmp_path: Path
+) -> None:
+    files = _export("eaf", results, tmp_path / "elan", "--media-root", str(tmp_path / "media"))
+    assert [f.name for f in files] == ["a.eaf", "b_été____co_-dc2195f6.eaf"]  # none for broken.mp4
+    eaf = Eaf(str(files[0]))
+    assert set(eaf.get_tier_names()) == {
+        "person 1", "person 1 confidence", "person 2", "person 2 confidence", "no face"
+    }  # fmt: skip
+    assert sorted(eaf.get_annotation_data_for_tier("person 1")) == [
+        (0, 3000, "happiness"), (3000, 6000, "happiness"), (9000, 10500, "neutral")
+    ]  # fmt: skip
+    assert sorted(eaf.get_annotation_data_for_tier("person 2")) == [
+        (0, 3000, "sadness"), (9000, 10500, "neutral")
+    ]  # fmt: skip
+    confidences = sorted(
+        (start, end, value) for start, end, value, _ in
+        eaf.get_ref_annotation_data_for_tier("person 1 confidence")
+    )  # fmt: skip
+    assert confidences == [(0, 3000, "0.70"), (3000, 6000, "0.50"), (9000, 10500, "0.60")]
+    assert eaf.get_parameters_for_tier("person 1 confidence")["PARENT_REF"] == "person 1"
+    assert eaf.get_annotation_data_for_tier("no face") == [(6000, 9000, "no face")]
+    [media] = eaf.get_linked_files()
+    assert media["MEDIA_URL"] == (tmp_path / "media" / VIDEO_A).as_uri()
+    assert media["RELATIVE_MEDIA_URL"] == "../media/clips/a.mp4"
+    assert media["MIME_TYPE"] == "video/mp4"
+    # The labels come from a controlled vocabulary of the classes; new ids do not collide.
+    assert {v[0][0][0] for v in eaf.get_cv_entries("mmadfer-emotions").values()} == {
+        "happiness", "sadness", "neutral"
+    }  # fmt: skip
+    last = dict(eaf.get_properties())["lastUsedAnnotation"]
+    assert int(last) >= max(int(a[1:]) for a in eaf.annotations)
+
+
+def _parsed(path: Path) -> list[tuple[int, int, str]]:
+    """Cues as FFmpeg's subtitle demuxer reads them: (start ms, end ms, text)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[0]
+        assert stream.time_base == 1 / 1000 or float(stream.time_base) == 0.001
+        return [
+            (p.pts, p.pts + p.duration, bytes(p).decode().strip())
+            for p in container.demux(stream)
+            if p.pts is not None
+        ]
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_subtitles_parse_with_a_cue_per_segment(results: Path, tmp_path: Path, fmt: str) -> None:
+    files = _export(fmt, results, tmp_path / "subs")
+    assert len(files) == 2 and all(f.suffix == f".{fmt}" for f in files)
+    assert _parsed(files[0]) == [
+        (0, 3000, "person 1: happiness 0.70\nperson 2: sadness 0.60"),
+        (3000, 6000, "person 1: happiness 0.50"),
+        (6000, 9000, "(no face)"),
+        (9000, 10500, "person 1: neutral 0.60\nperson 2: neutral 0.80"),
+    ]
+    assert [c[:2] for c in _parsed(files[1])] == [(0, 3000), (3000, 5000)]
+
+
+def test_overlapping_segments_give_cues_that_do_not_overlap(tmp_path: Path) -> None:
+    df = synthetic_table().to_pandas()
+    df = df[df["video"] == VIDEO_B].copy()
+    df.loc[df["segment"] == 1, ["start_s", "end_s"]] = [1.5, 4.5]  # stride 1.5 s, window 3 s
+    assert [c[:2] for c in cues(df, VIDEO_B)] == [(0.0, 1.5), (1.5, 4.5)]
+    [path] = export_subtitles(df, tmp_path, "srt").values()
+    assert [c[:2] for c in _parsed(path)] == [(0, 1500), (1500, 4500)]
+
+
+def test_export_refuses_what_is_not_a_result_table(tmp_path: Path) -> None:
+    (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
+    result = runner.invoke(app, ["export", "eaf", str(tmp_path / "x.jsonl"), "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "missing column(s)" in result.stderr
