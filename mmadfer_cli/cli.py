@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
-from mmadfer_cli.commands import annotate, doctor, export, models, recipe, report
+from mmadfer_cli.commands import annotate, doctor, export, models, overlay, recipe, report
 
 app = typer.Typer(
     name="mmadfer",
@@ -26,6 +26,7 @@ app.command("doctor")(doctor.doctor)
 app.command("evaluate")(recipe.evaluate)
 app.command("train")(recipe.train)
 app.command("report")(report.report)
+app.command("overlay")(overlay.overlay)
 
 
 def _version_callback(value: bool) -> None:
