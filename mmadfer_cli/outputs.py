@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from mmadfer_cli.lockfile import OutputLock
+
 if TYPE_CHECKING:
     from mmadfer_cli.clips import SegmentClips
 
@@ -42,6 +44,7 @@ _EXTENSIONS: dict[str, Format] = {
 }
 _RUN_FILE = "run.json"
 _DIR_RUN_FILE = ".mmadfer-run.json"
+_DIR_LOCK_FILE = ".mmadfer.lock"
 
 
 Done = dict[str, tuple[str | None, str | None]]
@@ -407,6 +410,15 @@ class DirectorySink(Sink):
 
     def close(self, videos: Sequence[str]) -> Path:
         return self.out
+
+
+def output_lock(out: str, fmt: str | None) -> OutputLock | None:
+    """The lock that keeps a second run off ``--out`` (none for stdout)."""
+    _, is_dir = detect_format(out, fmt)
+    if out == "-":
+        return None
+    path = Path(out)
+    return OutputLock(path / _DIR_LOCK_FILE if is_dir else path.with_name(path.name + ".lock"))
 
 
 def open_sink(out: str, fmt: str | None, run: RunInfo, overwrite: bool) -> Sink:

@@ -134,7 +134,8 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *FAST)
     assert code == 0, err
     assert "Resuming: 1 of 2" in err
-    assert not parts.exists()
+    assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
+    assert not parts.exists() and not (tmp_path / "results.parquet.lock").exists()
     _assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
@@ -247,3 +248,25 @@ def test_non_utf8_file_names_get_rows_and_resume(home: Path, tmp_path: Path, out
     if out_name.endswith("/"):  # resume recognises the escaped names
         code, _, err = _annotate(home, os.fsdecode(folder), "--out", out, *one_segment)
         assert code == 1 and "Nothing to do" in err
+
+
+@pytest.mark.parametrize("out_name", ["r.parquet", "results/"])
+def test_a_second_run_on_the_same_output_stops_at_once(
+    home: Path, tmp_path: Path, out_name: str
+) -> None:
+    out = tmp_path / out_name
+    lock = out / ".mmadfer.lock" if out_name.endswith("/") else tmp_path / "r.parquet.lock"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", VIDEOS[0], "--out", str(out), *FAST]
+    env = {**os.environ, "MMADFER_HOME": str(home)}
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(out), *FAST)
+    assert code == 2 and "another mmadfer run is writing to this output" in err
+    assert f"pid {first.pid} on " in err and "started " in err
+    _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err  # the first run is not disturbed
+    tables = [pq.read_table(p) for p in ([out] if out.is_file() else sorted(out.glob("*.parquet")))]
+    assert sum(t.num_rows for t in tables) == 2  # silent_astronaut: two segments, one face
+    assert not lock.exists()

@@ -32,11 +32,20 @@ from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS, create_detector
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
+from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
 from mmadfer_cli.model.registry import RegistryError, resolve_model
-from mmadfer_cli.outputs import FORMATS, OutputError, RunInfo, Sink, open_sink, rows_table
+from mmadfer_cli.outputs import (
+    FORMATS,
+    OutputError,
+    RunInfo,
+    Sink,
+    open_sink,
+    output_lock,
+    rows_table,
+)
 from mmadfer_cli.pipeline import (
     PipelineEvents,
     PipelineStats,
@@ -139,6 +148,7 @@ def _summary(
 
 
 def annotate(
+    ctx: typer.Context,
     inputs: list[Path] = typer.Argument(
         ..., help="Video files and folders (folders are searched for videos).", show_default=False
     ),
@@ -258,7 +268,7 @@ def annotate(
 ) -> None:
     """Annotate every person in every segment of the videos with an emotion and class probabilities.
 
-    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model), 130 interrupted (finished videos kept; rerun the same command to resume).
+    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out), 130 interrupted (finished videos kept; rerun the same command to resume).
     """
     if fmt is not None and fmt not in FORMATS:
         raise _usage_error(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -278,6 +288,15 @@ def annotate(
             + ", ".join(str(p) for p in inputs)
             + " (use --glob PATTERN for unusual extensions)"
         )
+    try:
+        lock = output_lock(out, fmt)
+        if lock is not None:
+            lock.acquire()
+            ctx.call_on_close(lock.release)  # however the command ends
+    except (OutputError, OutputBusyError, OSError) as exc:
+        raise _usage_error(str(exc)) from exc
+    if lock is not None and lock.note:
+        _err.print(f"[yellow]note:[/] {escape(lock.note)}")
     settings = ClipSettings(
         window_s=window,
         stride_s=stride,
