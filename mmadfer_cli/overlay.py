@@ -197,14 +197,16 @@ def _first_frame(path: Path) -> tuple[int, int, int]:
 
 def write_overlay(
     video: str | os.PathLike[str],
-    rows: pd.DataFrame,
+    df: pd.DataFrame,
     out: str | os.PathLike[str],
     *,
     crf: int = 20,
     on_frame: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Encode ``out`` (MP4, H.264): ``video``'s frames with the boxes of ``rows`` drawn, its audio
-    kept. ``on_frame(done, total)`` reports progress (``total`` is 0 when unknown)."""
+    """Encode ``out`` (MP4, H.264): ``video``'s frames with the boxes of its rows in ``df`` (a
+    result table; the video's rows are found by content id) drawn, its audio kept.
+    ``on_frame(done, total)`` reports progress (``total`` is 0 when unknown)."""
+    rows = video_rows(df, video)
     video, out = Path(video), Path(out)
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.mp4")
     try:

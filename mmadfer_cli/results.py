@@ -188,6 +188,11 @@ def check_results(df: pd.DataFrame, where: str = "the table", needs: Sequence[st
         )
 
 
+def table_frame(table: pa.Table) -> pd.DataFrame:
+    """A result table as pandas: nullable integers and booleans, so missing values stay missing."""
+    return table.replace_schema_metadata(None).to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """A result table from a ``.parquet``, ``.csv`` or ``.jsonl`` file or a results directory.
 
@@ -201,7 +206,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: no such file or directory")
     table = _read_table(path)
     metadata = _parquet_metadata(table)
-    df = table.replace_schema_metadata(None).to_pandas(types_mapper=_PANDAS_TYPES.get)
+    df = table_frame(table)
     check_results(df, str(path))
     df = _conform(df, str(path))
     if metadata:

@@ -7,14 +7,12 @@ Progress and logs go to stderr; stdout carries data only (``--out -``).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -26,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mmadfer_cli import __version__
+from mmadfer_cli.api import clip_settings, prepare
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
@@ -36,7 +34,7 @@ from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
-from mmadfer_cli.model.registry import RegistryError, resolve_model
+from mmadfer_cli.model.registry import RegistryError
 from mmadfer_cli.outputs import (
     FORMATS,
     OutputError,
@@ -52,8 +50,6 @@ from mmadfer_cli.pipeline import (
     Stages,
     VideoResult,
     VideoTask,
-    media_source,
-    model_predictor,
     run_pipeline,
 )
 
@@ -64,15 +60,6 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def _usage_error(message: str) -> typer.Exit:
     _err.print(f"[red]error:[/] {escape(path_text(message))}")
     return typer.Exit(EXIT_USAGE)
-
-
-def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str) -> dict:
-    """The settings that decide the rows, as recorded in the output and compared on resume."""
-    recorded = dataclasses.asdict(settings)
-    recorded["face_models"] = str(settings.face_models) if settings.face_models else None
-    recorded["detector_backend"] = detector.name
-    recorded["precision"] = precision
-    return recorded
 
 
 def _current_id(path: Path) -> str | None:
@@ -297,32 +284,20 @@ def annotate(
         raise _usage_error(str(exc)) from exc
     if lock is not None and lock.note:
         _err.print(f"[yellow]note:[/] {escape(lock.note)}")
-    settings = ClipSettings(
-        window_s=window,
-        stride_s=stride,
-        min_segment_s=min_segment,
-        min_face_frames=min_face_frames,
-        face_threshold=face_threshold,
-        min_face_px=min_face_size,
-        max_faces=max_faces,
-        track_iou=track_iou,
-        max_gap_s=max_gap,
-        detector=detector,
-        face_models=face_models,
-    )
+    settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
+                             min_face_size, max_faces, track_iou, max_gap, detector, face_models)  # fmt: skip
     try:
-        net, record = resolve_model(model, checkpoint, device=str(torch_device))
-        first = _make_detector(settings)
+        prepared = prepare(
+            settings,
+            model=model,
+            checkpoint=checkpoint,
+            device=torch_device,
+            precision=mode,
+            first_detector=_make_detector,
+        )
     except (RegistryError, CheckpointError, DetectorUnavailableError, OSError) as exc:
         raise _usage_error(str(exc)) from exc
-    run = RunInfo(
-        model_name=record.name,
-        model_sha256=record.sha256,
-        class_names=tuple(record.class_names),
-        settings=run_settings(settings, first, mode),
-        tool_version=__version__,
-        torch_version=torch.__version__,
-    )
+    run = prepared.run
     try:
         sink = open_sink(out, fmt, run, overwrite=not resume)
     except (OutputError, OSError) as exc:
@@ -341,24 +316,15 @@ def annotate(
     if skipped and not quiet:
         _err.print(f"Resuming: {skipped} of {len(videos)} videos already done in an earlier run.")
 
-    detectors = [first]
-
-    def make_detector() -> FaceDetector:
-        # Called in worker threads: the first reuses the checked detector, the others make
-        # their own (any fallback warning was shown once already).
-        if detectors:
-            return detectors.pop()
-        return create_detector(
-            settings.detector, settings.face_models, threshold=settings.face_threshold
-        )
-
-    stages = Stages(
-        open_source=media_source(settings, make_detector),
-        video_id=video_id,
-        predict=model_predictor(net, torch_device, mode),
-    )
     exit_code, failures = _run(
-        tasks, stages, run, sink, [path_text(v) for v in videos], batch_size, workers, quiet
+        tasks,
+        prepared.stages,
+        run,
+        sink,
+        [path_text(v) for v in videos],
+        batch_size,
+        workers,
+        quiet,
     )
     failures = previous_failures + failures
     if failures:

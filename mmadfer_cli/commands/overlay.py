@@ -32,7 +32,7 @@ def overlay(
     if out.resolve() == video.resolve():
         raise usage_error("--out must not be the input video")
     try:
-        rows = video_rows(df, video, where=str(results))
+        video_rows(df, video, where=str(results))  # before the progress bar: a clear refusal
     except OverlayError as exc:
         raise usage_error(str(exc)) from exc
     progress = Progress(
@@ -51,7 +51,7 @@ def overlay(
 
     try:
         with progress:
-            written = write_overlay(video, rows, out, crf=crf, on_frame=advance)
+            written = write_overlay(video, df, out, crf=crf, on_frame=advance)
     except OverlayError as exc:
         raise usage_error(str(exc)) from exc
     typer.echo(str(written))

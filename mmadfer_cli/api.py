@@ -1,0 +1,185 @@
+"""The Python API for notebooks and scripts: ``annotate(paths) -> DataFrame``.
+
+``annotate`` runs the same stages, with the same defaults, as ``mmadfer
+annotate`` (which builds its run with ``prepare`` below) and returns the table
+in memory, in input order, typed as ``read_results`` returns a file. Bad input
+raises (``PathNotFoundError``, ``ValueError``, the model registry's errors); a
+video that cannot be read becomes an ``error`` row, as in the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mmadfer_cli import __version__
+from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.devices import resolve_device
+from mmadfer_cli.discover import discover_videos, path_text
+from mmadfer_cli.faces import create_detector
+from mmadfer_cli.faces.detection import FaceDetector
+from mmadfer_cli.media import video_id
+from mmadfer_cli.model.inference import Precision, resolve_precision
+from mmadfer_cli.model.registry import resolve_model
+from mmadfer_cli.outputs import RunInfo, rows_table
+from mmadfer_cli.pipeline import Stages, VideoTask, media_source, model_predictor, run_pipeline
+from mmadfer_cli.results import table_frame
+
+
+def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str) -> dict:
+    """The settings that decide the rows, as recorded in the output and compared on resume."""
+    recorded = dataclasses.asdict(settings)
+    recorded["face_models"] = str(settings.face_models) if settings.face_models else None
+    recorded["detector_backend"] = detector.name
+    recorded["precision"] = precision
+    return recorded
+
+
+def clip_settings(
+    window: float,
+    stride: float | None,
+    min_segment: float,
+    min_face_frames: int,
+    face_threshold: float,
+    min_face_size: int,
+    max_faces: int,
+    track_iou: float,
+    max_gap: float,
+    detector: str,
+    face_models: str | os.PathLike[str] | None,
+) -> ClipSettings:
+    """The segment and face settings from the options of ``mmadfer annotate`` (and ``annotate``)."""
+    return ClipSettings(
+        window_s=window,
+        stride_s=stride,
+        min_segment_s=min_segment,
+        min_face_frames=min_face_frames,
+        face_threshold=face_threshold,
+        min_face_px=min_face_size,
+        max_faces=max_faces,
+        track_iou=track_iou,
+        max_gap_s=max_gap,
+        detector=detector,
+        face_models=Path(face_models) if face_models is not None else None,
+    )
+
+
+def _detector(settings: ClipSettings) -> FaceDetector:
+    return create_detector(
+        settings.detector, settings.face_models, threshold=settings.face_threshold
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to go: what it records (``run``) and the stage functions of the pipeline."""
+
+    run: RunInfo
+    stages: Stages
+
+
+def prepare(
+    settings: ClipSettings,
+    *,
+    model: str | None,
+    checkpoint: Path | None,
+    device: torch.device,
+    precision: Precision,
+    first_detector: Callable[[ClipSettings], FaceDetector] = _detector,
+) -> Prepared:
+    """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
+
+    ``first_detector`` makes the detector that is checked before any work
+    starts (the CLI shows its warnings its own way); each further worker thread
+    makes its own.
+    """
+    net, record = resolve_model(model, checkpoint, device=str(device))
+    first = first_detector(settings)
+    run = RunInfo(
+        model_name=record.name,
+        model_sha256=record.sha256,
+        class_names=tuple(record.class_names),
+        settings=run_settings(settings, first, precision),
+        tool_version=__version__,
+        torch_version=torch.__version__,
+    )
+    detectors = [first]
+
+    def make_detector() -> FaceDetector:
+        # Called in worker threads: the first reuses the checked detector.
+        return detectors.pop() if detectors else _detector(settings)
+
+    stages = Stages(
+        open_source=media_source(settings, make_detector),
+        video_id=video_id,
+        predict=model_predictor(net, device, precision),
+    )
+    return Prepared(run, stages)
+
+
+def annotate(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    model: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 8,
+    workers: int = 2,
+    window: float = 3.0,
+    stride: float | None = None,
+    min_segment: float = 1.0,
+    detector: str = "auto",
+    face_models: str | os.PathLike[str] | None = None,
+    face_threshold: float = 0.5,
+    min_face_size: int = 20,
+    max_faces: int = 0,
+    min_face_frames: int = 8,
+    track_iou: float = 0.3,
+    max_gap: float = 1.0,
+    recursive: bool = True,
+    globs: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Annotate videos (files or folders) and return the result table.
+
+    The options are those of ``mmadfer annotate`` (``--min-face-size`` is
+    ``min_face_size`` and so on), with the same defaults. The run's settings,
+    model and versions are in ``df.attrs["mmadfer"]``, as in a Parquet file's
+    metadata.
+    """
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    videos = discover_videos(given, recursive=recursive, globs=globs)
+    if not videos:
+        raise ValueError(f"no video files found in {', '.join(map(str, given))}")
+    torch_device = resolve_device(device)
+    settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
+                             min_face_size, max_faces, track_iou, max_gap, detector, face_models)  # fmt: skip
+    prepared = prepare(
+        settings,
+        model=model,
+        checkpoint=Path(checkpoint) if checkpoint is not None else None,
+        device=torch_device,
+        precision=resolve_precision(precision, torch_device),
+    )
+    tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
+    results = run_pipeline(
+        tasks,
+        prepared.stages,
+        prepared.run.class_names,
+        batch_size=batch_size,
+        workers=workers,
+    )
+    try:
+        finished = sorted(results, key=lambda r: r.task.index)
+    finally:
+        results.close()
+    rows = [row for result in finished for row in result.rows]
+    df = table_frame(rows_table(rows, prepared.run.schema()))
+    df.attrs["mmadfer"] = prepared.run.to_json()
+    return df
