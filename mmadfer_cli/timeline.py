@@ -101,7 +101,9 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
         bottom = np.zeros(len(mine))
         for c in classes:
             height = mine[PROB_PREFIX + c].to_numpy(float)
-            ax.bar(left, height, widths, bottom, align="edge", color=colors[c], linewidth=0)
+            # thin white edges keep the segments apart where neighbours look alike
+            ax.bar(left, height, widths, bottom, align="edge", color=colors[c],
+                   edgecolor="white", linewidth=0.4)  # fmt: skip
             bottom += height
         _shade(ax, no_face, NO_FACE_COLOR, "///", 0.35)
         _shade(ax, failed, ERROR_COLOR, None, 0.25)
