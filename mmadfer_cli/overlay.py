@@ -148,7 +148,9 @@ class Painter:
             top = y - self.font.getbbox(text)[3] - 3 * self.line
             if top < 0:  # no room above the box: the caption goes inside it
                 top = y + 2 * self.line
-            self._caption(draw, (x + 2 * self.line, top), text, color)
+            # keep the caption inside the frame (a face at the right edge)
+            left = min(x + 2 * self.line, self.width - self.font.getlength(text) - 2 * self.line)
+            self._caption(draw, (max(left, 2 * self.line), top), text, color)
         if status is not None:
             text = "no face" if status == "no_face" else "could not be read"
             self._caption(draw, (2 * self.line, 2 * self.line), text, "#dddddd")

@@ -31,6 +31,7 @@ h3 { font-size: 1em; margin: 1.5em 0 .3em; overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
 th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; white-space: normal; }
+td.text { white-space: normal; text-align: left; min-width: 12em; overflow-wrap: anywhere; }
 tr.error td { color: #b00020; } img { max-width: 100%; border: 1px solid #eee; }
 """
 
@@ -51,7 +52,8 @@ def _html_table(df: pd.DataFrame, percent: list[str], errors: list[bool] | None 
     rows = []
     for i, values in enumerate(df.itertuples(index=False)):
         cells = "".join(
-            f"<td>{_cell(v, c in percent)}</td>" for c, v in zip(df.columns, values, strict=True)
+            f"<td{' class=text' if isinstance(v, str) else ''}>{_cell(v, c in percent)}</td>"
+            for c, v in zip(df.columns, values, strict=True)
         )
         attr = ' class="error"' if errors is not None and errors[i] else ""
         rows.append(f"<tr{attr}>{cells}</tr>")

@@ -10,6 +10,8 @@ itself in a notebook when returned.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -88,7 +90,7 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
         message = "; ".join(dict.fromkeys(whole_failure["error"].dropna().astype(str)))
         strip.axvspan(0, end, facecolor=ERROR_COLOR, alpha=0.8, lw=0)
         bands[0].set_xticks([])
-        bands[0].text(0.5, 0.5, _short(f"could not be read: {message}", 110), color=ERROR_COLOR,
+        bands[0].text(0.5, 0.5, textwrap.fill(f"could not be read: {message}", 100), color=ERROR_COLOR,
                       ha="center", va="center", transform=bands[0].transAxes)  # fmt: skip
     elif not persons:
         bands[0].text(0.5, 0.5, "no face long enough in any segment", color="#555555",
