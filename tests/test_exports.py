@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -10,7 +11,9 @@ from pympi.Elan import Eaf
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
-from mmadfer_cli.exports import export_subtitles
+from mmadfer_cli.discover import path_text
+from mmadfer_cli.exports import export_eaf, export_subtitles
+from mmadfer_cli.exports.eaf import media_file
 from mmadfer_cli.exports.subtitles import cues
 from mmadfer_cli.outputs import write_table
 from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
@@ -64,6 +67,20 @@ def test_eaf_has_a_tier_per_person_with_labels_confidences_and_media(
     }  # fmt: skip
     last = dict(eaf.get_properties())["lastUsedAnnotation"]
     assert int(last) >= max(int(a[1:]) for a in eaf.annotations)
+
+
+def test_eaf_links_a_file_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    raw = os.fsdecode(b"caf\xff.mp4")
+    (tmp_path / raw).write_bytes(b"")
+    df = synthetic_table().to_pandas()
+    df = df[df["video"] == VIDEO_A].assign(video=path_text(raw))  # the table's text form
+    assert media_file(path_text(raw), tmp_path) == tmp_path / raw
+    [eaf_path] = export_eaf(df, tmp_path / "elan", media_root=tmp_path).values()
+    [media] = Eaf(str(eaf_path)).get_linked_files()
+    assert media["MEDIA_URL"] == (tmp_path / raw).as_uri()
+    assert media["MEDIA_URL"].endswith("caf%FF.mp4")
+    assert media["RELATIVE_MEDIA_URL"] == "../caf%FF.mp4"
+    assert media_file("C:\\xray\\a.mp4") == Path("C:\\xray\\a.mp4")  # not an escape: kept
 
 
 def _parsed(path: Path) -> list[tuple[int, int, str]]:

@@ -11,9 +11,11 @@ at the next segment's start, because ELAN tiers cannot overlap themselves.
 
 from __future__ import annotations
 
+import codecs
 import mimetypes
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 from pympi.Elan import Eaf
@@ -36,12 +38,31 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+def media_file(video: str, media_root: Path | None = None) -> Path:
+    """The file a ``video`` value names. A name that is not valid UTF-8 is written in the table
+    with ``\\xNN`` escapes (``discover.path_text``); those are undone when the plain reading
+    names no file."""
+    path = (media_root / video) if media_root is not None else Path(video)
+    if "\\" in video and not path.exists():
+        try:
+            raw = os.fsdecode(codecs.escape_decode(video.encode("utf-8"))[0])
+        except ValueError:  # a backslash that is not an escape: the name as written
+            return path
+        escaped = (media_root / raw) if media_root is not None else Path(raw)
+        if escaped.exists():
+            return escaped
+    return path
+
+
 def _media(eaf: Eaf, video: str, eaf_dir: Path, media_root: Path | None) -> None:
     """Link the video: an absolute file URL and one relative to the .eaf file, as ELAN writes."""
-    path = (media_root / video) if media_root is not None else Path(video)
-    path = Path(os.path.abspath(path))
+    path = Path(os.path.abspath(media_file(video, media_root)))
     mime = mimetypes.guess_type(path.name)[0] or "video/*"
     relative = Path(os.path.relpath(path, os.path.abspath(eaf_dir))).as_posix()
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that XML cannot hold: percent-encoded, as in a URL
+        relative = quote(os.fsencode(relative), safe="/.-_~")
     eaf.add_linked_file(
         path.as_uri(),
         relpath=relative if relative.startswith(".") else f"./{relative}",
