@@ -68,7 +68,7 @@ def main() -> None:
             lambda: subprocess.run(cmd, check=True),
         )
 
-    for name in ("insightface", "dlib"):
+    for name in ("mtcnn", "insightface", "dlib"):
         try:
             detector = create_detector(name, face_models=args.face_models, download=False)
         except DetectorUnavailableError as error:

@@ -50,11 +50,6 @@ def main() -> None:
     for warning in caught:
         print(f"warning: {warning.message}")
 
-    def make_detector() -> FaceDetector:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return create_detector(args.detector, args.face_models, download=False)
-
     names = ", ".join(v.name for v in args.videos)
     print(f"videos: {names}; model: {args.model} (random weights); detector: {backend}")
     print(f"batch size {args.batch_size}, {args.workers} workers, torch {torch.__version__}")
@@ -72,6 +67,12 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(config).eval().to(device)
         predict = model_predictor(model, device, precision)
+
+        def make_detector(on: torch.device = device) -> FaceDetector:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return create_detector(args.detector, args.face_models, download=False, device=on)
+
         started = time.perf_counter()
         times = time_stages(
             args.videos,

@@ -22,7 +22,7 @@ from mmadfer_cli import __version__
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import discover_videos, path_text
-from mmadfer_cli.faces import create_detector
+from mmadfer_cli.faces import create_detector, detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.inference import Precision, resolve_precision
@@ -37,6 +37,7 @@ def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str)
     recorded = dataclasses.asdict(settings)
     recorded["face_models"] = str(settings.face_models) if settings.face_models else None
     recorded["detector_backend"] = detector.name
+    recorded["detector_weights_sha256"] = detector_weights(detector)
     recorded["precision"] = precision
     return recorded
 
@@ -70,9 +71,9 @@ def clip_settings(
     )
 
 
-def _detector(settings: ClipSettings) -> FaceDetector:
+def _detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
     return create_detector(
-        settings.detector, settings.face_models, threshold=settings.face_threshold
+        settings.detector, settings.face_models, threshold=settings.face_threshold, device=device
     )
 
 
@@ -91,7 +92,7 @@ def prepare(
     checkpoint: Path | None,
     device: torch.device,
     precision: Precision,
-    first_detector: Callable[[ClipSettings], FaceDetector] = _detector,
+    first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = _detector,
 ) -> Prepared:
     """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
 
@@ -100,7 +101,7 @@ def prepare(
     makes its own.
     """
     net, record = resolve_model(model, checkpoint, device=str(device))
-    first = first_detector(settings)
+    first = first_detector(settings, device)
     run = RunInfo(
         model_name=record.name,
         model_sha256=record.sha256,
@@ -113,7 +114,7 @@ def prepare(
 
     def make_detector() -> FaceDetector:
         # Called in worker threads: the first reuses the checked detector.
-        return detectors.pop() if detectors else _detector(settings)
+        return detectors.pop() if detectors else _detector(settings, device)
 
     stages = Stages(
         open_source=media_source(settings, make_detector),

@@ -22,6 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
+from mmadfer_cli.faces.mtcnn_weights import sources_checksum
 from mmadfer_cli.media import probe
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
 from mmadfer_cli.outputs import read_metadata, row_schema
@@ -29,7 +30,7 @@ from tests.conftest import REPO, SAMPLE_VIDEOS
 
 # The short videos first, so that a killed run has finished exactly one.
 VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
-FAST = ["--detector", "dlib", "--workers", "2", "--batch-size", "4"]
+FAST = ["--workers", "2", "--batch-size", "4"]
 runner = CliRunner()
 
 
@@ -78,7 +79,8 @@ def test_table_columns_types_metadata_and_timeline(baseline: Path) -> None:
     classes = meta["model"]["class_names"]
     assert table.schema.equals(row_schema(classes), check_metadata=False)
     assert meta["model"]["name"] == "tiny" and len(meta["model"]["sha256"]) == 64
-    assert meta["settings"]["window_s"] == 3.0 and meta["settings"]["detector_backend"] == "dlib"
+    assert meta["settings"]["window_s"] == 3.0 and meta["settings"]["detector_backend"] == "mtcnn"
+    assert meta["settings"]["detector_weights_sha256"] == sources_checksum()
     assert meta["torch_version"] == torch.__version__ and meta["tool_version"]
     rows = table.to_pylist()
     assert {r["video"] for r in rows} == set(VIDEOS)

@@ -33,7 +33,7 @@ def known_face(frame: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detector():
-    return create_detector("dlib")
+    return create_detector("mtcnn")
 
 
 def run(path: Path, detector, **settings) -> list[SegmentClips]:

@@ -1,8 +1,7 @@
-"""Faces: both detector backends, the fallback rule, filters, tracking and crops."""
+"""Faces: the insightface and dlib backends, detector choice, filters, tracking and crops."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data
 
-import mmadfer_cli.faces as faces
-from mmadfer_cli.faces import (
-    DetectorUnavailableError,
-    FallbackDetectorWarning,
-    create_detector,
-    keep_faces,
-)
+from mmadfer_cli.faces import DetectorUnavailableError, create_detector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces, face_region
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps, iou
 from mmadfer_cli.media import open_video
@@ -89,20 +82,8 @@ def test_insightface_backend_decodes_planted_boxes(scrfd_pack: Path) -> None:
     assert double == pytest.approx(expected, abs=1e-3)
 
 
-def test_auto_uses_a_pack_when_there_is_one(scrfd_pack: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert create_detector("auto", face_models=scrfd_pack).name == "insightface"
-
-
-def test_auto_falls_back_with_one_warning(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(faces, "_warned", False)
-    with pytest.warns(FallbackDetectorWarning, match="--face-models"):
-        detector = create_detector("auto", face_models=tmp_path / "missing")
-    assert detector.name == "dlib"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        create_detector("auto", face_models=tmp_path / "missing")
+def test_auto_is_mtcnn_even_with_a_pack(scrfd_pack: Path) -> None:
+    assert create_detector("auto", face_models=scrfd_pack).name == "mtcnn"
 
 
 def test_insightface_without_a_pack_says_how_to_get_one(tmp_path: Path) -> None:
@@ -117,7 +98,7 @@ def sample_frames(name: str, indices: list[int]) -> np.ndarray:
         return video.frames(indices)
 
 
-def test_fallback_finds_the_real_faces() -> None:
+def test_dlib_finds_the_real_faces() -> None:
     detector = create_detector("dlib")
     group = [
         keep_faces(b, 848, 586)
@@ -129,7 +110,7 @@ def test_fallback_finds_the_real_faces() -> None:
     assert 0.5 < single[0, 4] <= 1.0
 
 
-def test_fallback_finds_large_faces_in_hd_frames() -> None:
+def test_dlib_finds_large_faces_in_hd_frames() -> None:
     # The single speaker's frames at 1920 x 1080: a large, soft face, as in HD interviews.
     frames = sample_frames("single_speaker.mp4", list(range(0, 200, 12)))
     hd = np.stack(
@@ -140,7 +121,7 @@ def test_fallback_finds_large_faces_in_hd_frames() -> None:
     assert seen >= 0.7 * len(hd), f"face found in {seen} of {len(hd)} HD frames"
 
 
-def test_fallback_finds_no_face_in_faceless_images() -> None:
+def test_dlib_finds_no_face_in_faceless_images() -> None:
     detector = create_detector("dlib")
     gradient = np.broadcast_to(
         np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 640, 3)
@@ -160,7 +141,8 @@ def test_keep_faces_filters() -> None:
         np.float32,
     )
     kept = keep_faces(boxes, 320, 240, threshold=0.5, min_face_px=20)
-    assert kept[:, :4].tolist() == [[0, 0, 90, 100], [300, 0, 320, 50]]
+    # Sizes are judged inside the frame; the boxes stay as detected, for the official crop rule.
+    assert kept[:, :4].tolist() == [[-10, 0, 90, 100], [300, 0, 350, 50]]
     assert keep_faces(boxes, 320, 240, threshold=0.0, min_face_px=0, max_faces=1)[
         0, 4
     ] == pytest.approx(0.9)

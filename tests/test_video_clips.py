@@ -16,7 +16,7 @@ from mmadfer_cli.video_clips import extract_span_clips
 from tests.conftest import SAMPLE_VIDEOS
 
 VIDEO = SAMPLE_VIDEOS / "single_speaker.mp4"  # 25 fps: 0-3 s is frames 0..74
-SETTINGS = ClipSettings(detector="dlib")
+SETTINGS = ClipSettings()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_span_boxes_cover_every_frame_and_test_frames_are_annotates(spans):
     span = loaded[2]
     assert span.frames.tolist() == list(range(75))
     assert span.boxes.shape == (75, 4)
-    segment = next(iter_video_clips(VIDEO, SETTINGS, create_detector("dlib")))
+    segment = next(iter_video_clips(VIDEO, SETTINGS, create_detector("mtcnn")))
     face = segment.faces[0]
     assert span.test_frames == segment.segment.frame_indices
     assert np.array_equal(span.boxes[list(span.test_frames)], face.boxes)
@@ -100,4 +100,4 @@ def test_span_faces_are_cached_for_a_resumed_run(tmp_path, monkeypatch) -> None:
     assert a.test_frames == b.test_frames and torch.equal(a.fbank, b.fbank)
     # Other settings are another cache entry: the face stage must run for them.
     with pytest.raises(AssertionError, match="ran again"):
-        extract_span_clips(rows, ClipSettings(detector="dlib", min_face_frames=4), cache=tmp_path)
+        extract_span_clips(rows, ClipSettings(min_face_frames=4), cache=tmp_path)

@@ -199,8 +199,8 @@ def annotate(
     detector: str = typer.Option(
         "auto",
         "--detector",
-        help="Face detector: auto (insightface when its model pack is found, else dlib), "
-        "insightface or dlib.",
+        help="Face detector: auto or mtcnn (MTCNN, as the model's training faces were found; "
+        "runs on --device), insightface (SCRFD, needs a model pack) or dlib (HOG, frontal faces).",
     ),
     face_models: Path | None = typer.Option(
         None,
@@ -337,12 +337,15 @@ def annotate(
     raise typer.Exit(exit_code)
 
 
-def _make_detector(settings: ClipSettings) -> FaceDetector:
-    """A detector for the settings; the fallback's warning is shown once, on stderr."""
+def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
+    """A detector for the settings; any warning it gives is shown once, on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         detector = create_detector(
-            settings.detector, settings.face_models, threshold=settings.face_threshold
+            settings.detector,
+            settings.face_models,
+            threshold=settings.face_threshold,
+            device=device,
         )
     for warning in caught:
         _err.print(f"[yellow]warning:[/] {escape(str(warning.message))}")

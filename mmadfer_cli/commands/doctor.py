@@ -12,7 +12,6 @@ import importlib.metadata
 import os
 import platform
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ import mmadfer_cli
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.demo_video import write_demo_video
 from mmadfer_cli.devices import resolve_device
-from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector
+from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector, detector_weights
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
 from mmadfer_cli.model import MMADFERConfig, build_model
 from mmadfer_cli.model.inference import resolve_precision
@@ -46,6 +45,7 @@ _MODULES = (
     "insightface",
     "onnxruntime",
     "dlib",
+    "mtcnn",
     "typer",
     "rich",
 )
@@ -135,29 +135,32 @@ def _decoders(video: Path) -> bool:
     return decord_ok or pyav_ok
 
 
-def _detectors(video: Path, face_models: Path | None) -> bool:
+def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
+    """Each detector on a sample frame; healthy when MTCNN, the default, works."""
     _out.print("[bold]Face detectors[/]")
     from mmadfer_cli.media import open_video
 
     with open_video(video) as v:
         frame = v.frames([v.info.frame_count // 2])
 
-    def run(name: str) -> str:
-        detector = create_detector(name, face_models, download=False)
+    def run(name: str, on: str | torch.device = "cpu") -> str:
+        detector = create_detector(name, face_models, download=False, device=on)
         found = detector.detect(frame)[0]
-        return f"{len(found)} face(s) in a sample frame"
+        weights = detector_weights(detector)
+        checksum = f", weights sha256 {weights[:12]}" if weights else ""
+        return f"{len(found)} face(s) in a sample frame{checksum}"
 
+    mtcnn_ok = _check(
+        f"mtcnn (default, --device {device})", lambda: run("mtcnn", resolve_device(device))
+    )
     pack = find_pack(face_models)
     if pack is None:
         where = face_models or default_pack_dir()
-        _note(
-            "insightface",
-            f"no model pack at {where}; the offline dlib detector is used (less accurate)",
-        )
-        insight_ok = False
+        _note("insightface", f"no model pack at {where} (optional: --detector insightface)")
     else:
-        insight_ok = _check(f"insightface ({pack})", lambda: run("insightface"))
-    return _check("dlib (offline fallback)", lambda: run("dlib")) or insight_ok
+        _check(f"insightface ({pack})", lambda: run("insightface"))
+    _check("dlib", lambda: run("dlib"))
+    return mtcnn_ok
 
 
 def _models() -> None:
@@ -183,9 +186,7 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     settings = ClipSettings(detector=detector, face_models=face_models)
 
     def make_detector() -> FaceDetector:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the fallback is reported above
-            return create_detector(detector, face_models, download=False)
+        return create_detector(detector, face_models, download=False, device=torch_device)
 
     times = time_stages([video], settings, make_detector, predict, config.class_names)
     (result,) = times.results
@@ -246,7 +247,7 @@ def doctor(
 
 def _check_video(video: Path, device: str, detector: str, face_models: Path | None) -> bool:
     """Decoders, detectors and a timed pipeline run on ``video``; True when all work."""
-    healthy = _decoders(video) and _detectors(video, face_models)
+    healthy = _decoders(video) and _detectors(video, face_models, device)
     if healthy:
         try:
             healthy = _pipeline(video, device, detector, face_models)

@@ -1,36 +1,16 @@
-"""Faces: detectors (insightface SCRFD, the offline dlib fallback), tracking and crops."""
+"""Faces: detectors (MTCNN as the official preprocessing runs it, insightface SCRFD, dlib HOG),
+tracking and crops."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+
+import torch
 
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector, keep_faces
 
-DETECTORS = ("auto", "insightface", "dlib")
-FALLBACK = "dlib"
-
-
-class FallbackDetectorWarning(UserWarning):
-    """No insightface pack was found; the less accurate offline detector is used."""
-
-
-_warned = False
-
-
-def _warn_fallback(searched: Path) -> None:
-    global _warned
-    if _warned:
-        return
-    _warned = True
-    warnings.warn(
-        f"no insightface model pack at {searched}: using the offline dlib face detector, which "
-        "misses more faces (profiles, small or dim faces). For the accurate SCRFD detector run "
-        "once with network access and `--detector insightface` (insightface downloads buffalo_l "
-        "to ~/.insightface/models), or unpack buffalo_l anywhere and pass `--face-models DIR`.",
-        FallbackDetectorWarning,
-        stacklevel=3,
-    )
+DETECTORS = ("auto", "mtcnn", "insightface", "dlib")
+DEFAULT = "mtcnn"
 
 
 def create_detector(
@@ -38,33 +18,41 @@ def create_detector(
     face_models: Path | None = None,
     threshold: float = 0.5,
     download: bool = True,
+    device: str | torch.device = "cpu",
 ) -> FaceDetector:
     """A face detector by name.
 
-    ``auto``: insightface when a pack is found (``face_models`` or
-    ``~/.insightface/models/buffalo_l``), else the offline ``dlib`` detector
-    with a one-time warning. ``insightface``: that pack, downloaded by
-    insightface when missing and ``download`` is true; raises
-    ``DetectorUnavailableError`` when it cannot be had.
+    ``auto`` and ``mtcnn``: MTCNN, the detector the model's training faces were
+    cut with (weights from the installed ``mtcnn`` package), on ``device``.
+    ``insightface``: SCRFD from a model pack (``face_models`` or
+    ``~/.insightface/models/buffalo_l``), downloaded by insightface when missing
+    and ``download`` is true. ``dlib``: dlib's HOG detector. Raises
+    ``DetectorUnavailableError`` when the detector cannot be had; the message
+    says how to fix it.
     """
-    from mmadfer_cli.faces import insightface_backend as ifb
-
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    if name == FALLBACK:
+    if name in ("auto", DEFAULT):
+        from mmadfer_cli.faces.mtcnn import MtcnnDetector
+
+        return MtcnnDetector(device=device)
+    if name == "dlib":
         from mmadfer_cli.faces.dlib_backend import DlibHogDetector
 
         return DlibHogDetector(threshold=threshold)
+    return _insightface(face_models, threshold, download)
+
+
+def _insightface(face_models: Path | None, threshold: float, download: bool) -> FaceDetector:
+    from mmadfer_cli.faces import insightface_backend as ifb
+
     pack = ifb.find_pack(face_models)
-    if pack is None and name == "auto":
-        _warn_fallback(Path(face_models) if face_models is not None else ifb.default_pack_dir())
-        return create_detector(FALLBACK, threshold=threshold)
     if pack is None:
         if face_models is not None or not download:
             where = face_models if face_models is not None else ifb.default_pack_dir()
             raise DetectorUnavailableError(
                 f"no insightface model pack at {where}: pass --face-models DIR with an unpacked "
-                "pack (e.g. buffalo_l), or use --detector auto/dlib for the offline detector"
+                "pack (e.g. buffalo_l), or use --detector mtcnn (the default, offline)"
             )
         pack = _download_default_pack()
     try:
@@ -86,15 +74,20 @@ def _download_default_pack() -> Path:
     except Exception as error:
         raise DetectorUnavailableError(
             f"insightface could not download {ifb.DEFAULT_PACK} ({error}); place an unpacked pack "
-            "and pass --face-models DIR, or use --detector dlib"
+            "and pass --face-models DIR, or use --detector mtcnn"
         ) from error
+
+
+def detector_weights(detector: FaceDetector) -> str | None:
+    """A checksum of the detector's weights, for run metadata, where the backend has one."""
+    return getattr(detector, "weights_sha256", None)
 
 
 __all__ = [
     "DETECTORS",
     "DetectorUnavailableError",
     "FaceDetector",
-    "FallbackDetectorWarning",
     "create_detector",
+    "detector_weights",
     "keep_faces",
 ]

@@ -33,18 +33,23 @@ def keep_faces(
     min_face_px: int = 20,
     max_faces: int = 0,
 ) -> np.ndarray:
-    """Boxes clipped to the frame, at least ``threshold`` and ``min_face_px`` on the shorter side.
+    """The boxes scored at least ``threshold`` whose part inside the frame is at least
+    ``min_face_px`` on its shorter side.
 
-    With ``max_faces`` > 0 only that many of the largest faces are kept.
+    Boxes keep the detector's coordinates, even where they pass the frame's edge: the official
+    crop rule squares the detector's box first and clips the square after (``crops``).
+    With ``max_faces`` > 0 only that many of the largest visible faces are kept.
     """
     if boxes.size == 0:
         return EMPTY
-    boxes = boxes.astype(np.float32, copy=True)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    boxes = boxes[(boxes[:, 4] >= threshold) & (sides >= min_face_px)]
+    boxes = boxes.astype(np.float32, copy=False)
+    visible = boxes[:, :4].copy()
+    visible[:, [0, 2]] = visible[:, [0, 2]].clip(0, width)
+    visible[:, [1, 3]] = visible[:, [1, 3]].clip(0, height)
+    sides = np.minimum(visible[:, 2] - visible[:, 0], visible[:, 3] - visible[:, 1])
+    kept = (boxes[:, 4] >= threshold) & (sides >= min_face_px)
+    boxes, visible = boxes[kept], visible[kept]
     if max_faces > 0 and len(boxes) > max_faces:
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        areas = (visible[:, 2] - visible[:, 0]) * (visible[:, 3] - visible[:, 1])
         boxes = boxes[np.sort(np.argsort(-areas, kind="stable")[:max_faces])]
     return boxes

@@ -1,0 +1,311 @@
+"""MTCNN face detection as the official MMA-DFER preprocessing runs it, batched, in torch.
+
+The model was trained on faces that facenet-pytorch's ``MTCNN.detect()``
+found (the official MAFW extraction), so this reproduces that function with
+its defaults: smallest face 20 px, stage thresholds 0.6 / 0.7 / 0.7, pyramid
+factor 0.709, area resampling, (x - 127.5) / 128 input scaling, its box
+arithmetic, and its non-maximum suppression at each step (IoU 0.5 per scale,
+0.7 per frame, 0.7 after R-Net, then 0.7 on the intersection over the
+smaller box after O-Net). Boxes come out largest first, as there.
+
+What differs is how the work is laid out, not its numbers: frames of one size
+go through each pyramid level together; the candidates of all frames are cut
+from per-frame integral images (exactly the area resampling's bin means) and
+scored by R-Net and O-Net in single calls; suppression is grouped per frame
+and scale (``faces.nms``). The same code runs on the CPU and on CUDA.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmadfer_cli.faces.mtcnn_nets import ONet, PNet, RNet
+from mmadfer_cli.faces.mtcnn_weights import load_state_dicts, sources_checksum
+from mmadfer_cli.faces.nms import grouped_nms
+
+MIN_FACE = 20
+THRESHOLDS = (0.6, 0.7, 0.7)
+FACTOR = 0.709
+# Pixels of one same-size sub-batch: bounds memory (about 60 bytes a pixel on the way through).
+MAX_PIXELS = {"cpu": 1 << 24, "cuda": 1 << 26}
+# Crops scored by R-Net or O-Net in one call.
+CROP_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """One frame's faces: ``boxes`` (k, 5) x1, y1, x2, y2, probability; ``landmarks`` (k, 5, 2)
+    x, y of the eyes, nose and mouth corners (subject's right eye first)."""
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+
+
+def pyramid_scales(height: int, width: int, min_face: int = MIN_FACE) -> list[float]:
+    """The image scales P-Net runs at: 12 / min_face, shrunk by FACTOR while the shorter side
+    stays at least 12 px."""
+    scale = 12.0 / min_face
+    shorter = min(height, width) * scale
+    scales = []
+    while shorter >= 12:
+        scales.append(scale)
+        scale *= FACTOR
+        shorter *= FACTOR
+    return scales
+
+
+@functools.lru_cache(maxsize=1)
+def _state_dicts() -> dict[str, dict[str, torch.Tensor]]:
+    return load_state_dicts()
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return (x - 127.5) * 0.0078125
+
+
+def _windows(
+    reg: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """P-Net's face windows at one scale: boxes (n, 9) x1, y1, x2, y2, score, 4 offsets in image
+    pixels, and each window's frame index."""
+    mask = probs >= threshold
+    where = mask.nonzero()
+    offsets = reg.permute(1, 0, 2, 3)[:, mask].permute(1, 0)
+    xy = where[:, 1:].to(reg.dtype).flip(1)
+    top_left = ((2 * xy + 1) / scale).floor()
+    bottom_right = ((2 * xy + 12) / scale).floor()
+    return torch.cat([top_left, bottom_right, probs[mask][:, None], offsets], dim=1), where[:, 0]
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes grown to squares around their centres (MTCNN's ``rerec``), in place."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = torch.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    boxes[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    boxes[:, 2:4] = boxes[:, 0:2] + side[:, None]
+    return boxes
+
+
+def _regress(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """R-Net and O-Net box regression (sizes with the +1 pixel convention), in place."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, :4] = boxes[:, :4] + offsets[:, :4] * torch.stack([w, h, w, h], dim=1)
+    return boxes
+
+
+def _regions(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, ...]:
+    """The pixel rows [y0, y1) and columns [x0, x1) each box reads, clipped to the frame
+    (MTCNN's ``pad``: truncated toward zero, one-based, inclusive ends)."""
+    whole = boxes[:, :4].trunc().int()
+    x = whole[:, 0].clamp(min=1)
+    y = whole[:, 1].clamp(min=1)
+    ex = whole[:, 2].clamp(max=width)
+    ey = whole[:, 3].clamp(max=height)
+    return y - 1, ey, x - 1, ex
+
+
+def _integral(frames: torch.Tensor) -> torch.Tensor:
+    """(B, H + 1, W + 1, 3) int32 summed-area tables of uint8 (B, H, W, 3) frames: exact sums."""
+    b, h, w, c = frames.shape
+    table = torch.zeros(b, h + 1, w + 1, c, dtype=torch.int32, device=frames.device)
+    table[:, 1:, 1:] = (
+        frames.to(torch.int32).cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    )
+    return table
+
+
+def _bins(start: torch.Tensor, end: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adaptive average pooling's bin edges (floor and ceil of i * n / size) over [start, end):
+    (K, size) first and last (exclusive) pixel of each bin."""
+    n = (end - start).long()[:, None]
+    i = torch.arange(size, device=start.device)[None]
+    first = start.long()[:, None] + torch.div(i * n, size, rounding_mode="floor")
+    last = start.long()[:, None] + torch.div((i + 1) * n + size - 1, size, rounding_mode="floor")
+    return first, last
+
+
+def _means(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Bin sums (..., h, w, 3) over their pixel counts, divided as F.interpolate(mode="area")
+    divides (by the height, then by the width)."""
+    kh = rows[..., :, None, None].to(torch.float32)
+    kw = cols[..., None, :, None].to(torch.float32)
+    return sums.to(torch.float32) / kh / kw
+
+
+def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Whole frames area-resized to height x width: float (B, 3, height, width), pixel units."""
+    zero = torch.zeros(1, dtype=torch.long, device=table.device)
+    r0, r1 = _bins(zero, zero + table.shape[1] - 1, height)
+    c0, c1 = _bins(zero, zero + table.shape[2] - 1, width)
+    rows = table.index_select(1, r1[0]) - table.index_select(1, r0[0])
+    sums = rows.index_select(2, c1[0]) - rows.index_select(2, c0[0])
+    # Channels-last strides, which the CPU convolutions run fastest on.
+    return _means(sums, r1[0] - r0[0], c1[0] - c0[0]).permute(0, 3, 1, 2)
+
+
+def _cut(
+    table: torch.Tensor, frame: torch.Tensor, region: tuple[torch.Tensor, ...], size: int
+) -> torch.Tensor:
+    """Regions resized to size x size by area averaging, as F.interpolate(mode="area") on each
+    crop would: float (K, 3, size, size) in pixel units."""
+    y0, y1, x0, x1 = region
+    r0, r1 = _bins(y0, y1, size)
+    c0, c1 = _bins(x0, x1, size)
+    _, h, w, c = table.shape
+    flat = table.reshape(-1, c)
+    base = frame.long()[:, None, None] * (h * w)
+
+    def at(r: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        return flat[base + r[:, :, None] * w + col[:, None, :]]
+
+    sums = at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)
+    return _means(sums, r1 - r0, c1 - c0).permute(0, 3, 1, 2)
+
+
+def _in_batches(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    outs = [net(x[i : i + CROP_BATCH]) for i in range(0, len(x), CROP_BATCH)]
+    return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
+
+
+class MtcnnDetector:
+    """facenet-pytorch's ``MTCNN().detect()`` for batches of uint8 RGB frames, on any device."""
+
+    name = "mtcnn"
+
+    def __init__(self, device: str | torch.device = "cpu", min_face: int = MIN_FACE) -> None:
+        self.device = torch.device(device)
+        self.min_face = min_face
+        self.weights_sha256 = sources_checksum()
+        state = _state_dicts()
+        self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
+        for net, key in ((self.pnet, "pnet"), (self.rnet, "rnet"), (self.onet, "onet")):
+            net.load_state_dict(state[key])
+            net.eval().requires_grad_(False).to(self.device)
+        self.max_pixels = MAX_PIXELS.get(self.device.type, MAX_PIXELS["cpu"])
+
+    def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per frame, (k, 5) float32 boxes x1, y1, x2, y2 and probability, largest first."""
+        return [faces.boxes for faces in self.detect_faces(frames)]
+
+    def detect_faces(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[FrameFaces]:
+        """Per frame, its boxes and five landmarks. Frames may differ in size: each size is
+        batched on its own."""
+        out: list[FrameFaces | None] = [None] * len(frames)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            by_shape.setdefault(tuple(frame.shape), []).append(i)
+        for shape, indices in by_shape.items():
+            step = max(1, self.max_pixels // (shape[0] * shape[1]))
+            for first in range(0, len(indices), step):
+                part = indices[first : first + step]
+                batch = np.stack([np.asarray(frames[i], dtype=np.uint8) for i in part])
+                for i, faces in zip(part, self._detect_batch(batch), strict=True):
+                    out[i] = faces
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _detect_batch(self, frames: np.ndarray) -> list[FrameFaces]:
+        n, height, width = frames.shape[:3]
+        table = _integral(torch.from_numpy(frames).to(self.device))
+        boxes, frame = self._propose(table, n, height, width)
+        if len(boxes):
+            boxes, frame = self._refine(table, boxes, frame, width, height)
+        landmarks = torch.zeros(0, 5, 2, device=self.device)
+        if len(boxes):
+            boxes, frame, landmarks = self._output(table, boxes, frame, width, height)
+        return self._per_frame(n, boxes, frame, landmarks)
+
+    def _propose(
+        self, table: torch.Tensor, n: int, height: int, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """P-Net over the pyramid; suppression per scale and frame, then per frame; the
+        candidates regressed and squared."""
+        found = [torch.zeros(0, 9, device=self.device)]
+        frames = [torch.zeros(0, dtype=torch.long, device=self.device)]
+        groups = frames.copy()
+        for level, scale in enumerate(pyramid_scales(height, width, self.min_face)):
+            scaled = _resize(table, int(height * scale + 1), int(width * scale + 1))
+            reg, probs = self.pnet(_normalise(scaled))
+            boxes, frame = _windows(reg, probs[:, 1], scale, THRESHOLDS[0])
+            found.append(boxes)
+            frames.append(frame)
+            groups.append(frame + level * n)
+        boxes, frame, group = torch.cat(found), torch.cat(frames), torch.cat(groups)
+        keep = grouped_nms(boxes[:, :4], boxes[:, 4], group, 0.5)
+        boxes, frame = boxes[keep], frame[keep]
+        keep = grouped_nms(boxes[:, :4], boxes[:, 4], frame, 0.7)
+        boxes, frame = boxes[keep], frame[keep]
+        regw = boxes[:, 2] - boxes[:, 0]
+        regh = boxes[:, 3] - boxes[:, 1]
+        corners = boxes[:, :4] + boxes[:, 5:9] * torch.stack([regw, regh, regw, regh], dim=1)
+        return _square(torch.cat([corners, boxes[:, 4:5]], dim=1)), frame
+
+    def _crops(
+        self,
+        table: torch.Tensor,
+        boxes: torch.Tensor,
+        frame: torch.Tensor,
+        size: int,
+        w: int,
+        h: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised crops of the boxes that lie at least partly inside their frame, and which."""
+        region = _regions(boxes, w, h)
+        inside = (region[1] > region[0]) & (region[3] > region[2])
+        region = tuple(r[inside] for r in region)
+        return _normalise(_cut(table, frame[inside], region, size)), inside
+
+    def _refine(
+        self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        crops, inside = self._crops(table, boxes, frame, 24, w, h)
+        boxes, frame = boxes[inside], frame[inside]
+        reg, probs = _in_batches(self.rnet, crops)
+        score = probs[:, 1]
+        passed = score > THRESHOLDS[1]
+        boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
+        frame, reg = frame[passed], reg[passed]
+        keep = grouped_nms(boxes[:, :4], boxes[:, 4], frame, 0.7)
+        return _square(_regress(boxes[keep], reg[keep])), frame[keep]
+
+    def _output(
+        self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        crops, inside = self._crops(table, boxes, frame, 48, w, h)
+        boxes, frame = boxes[inside], frame[inside]
+        reg, points, probs = _in_batches(self.onet, crops)
+        score = probs[:, 1]
+        passed = score > THRESHOLDS[2]
+        boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
+        frame, reg, points = frame[passed], reg[passed], points[passed]
+        bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        landmarks = torch.stack(
+            [bw * points[:, :5] + boxes[:, 0:1] - 1, bh * points[:, 5:] + boxes[:, 1:2] - 1], dim=2
+        )
+        boxes = _regress(boxes, reg)
+        keep = grouped_nms(boxes[:, :4], boxes[:, 4], frame, 0.7, mode="min")
+        return boxes[keep], frame[keep], landmarks[keep]
+
+    @staticmethod
+    def _per_frame(
+        n: int, boxes: torch.Tensor, frame: torch.Tensor, landmarks: torch.Tensor
+    ) -> list[FrameFaces]:
+        boxes_np = boxes.cpu().numpy().astype(np.float32)
+        landmarks_np = landmarks.cpu().numpy().astype(np.float32)
+        frame_np = frame.cpu().numpy()
+        out = []
+        for i in range(n):
+            mine = np.nonzero(frame_np == i)[0]
+            b = boxes_np[mine].reshape(-1, 5)
+            order = np.argsort((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), kind="stable")[::-1]
+            out.append(FrameFaces(b[order], landmarks_np[mine][order].reshape(-1, 5, 2)))
+        return out
