@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
