@@ -12,6 +12,7 @@ taken over by hand, because its process cannot be checked from here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -74,7 +75,11 @@ class OutputLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ``OutputBusyError`` naming the run that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # the folder's name is taken by a file
+            folder = str(self.path.parent)
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder) from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

@@ -267,7 +267,10 @@ def detect_format(out: str, fmt: str | None) -> tuple[Format, bool]:
 
 
 class Sink:
-    """Where finished videos' rows go. ``done`` lists videos a previous run already finished."""
+    """Where finished videos' rows go. ``done`` lists videos a previous run already finished;
+    ``durable`` is where finished videos' rows are kept until the end (None for stdout)."""
+
+    durable: Path | None = None
 
     def done(self) -> Done:
         """Videos an earlier run with this output already finished."""
@@ -345,7 +348,7 @@ class FileSink(Sink):
 
     def __init__(self, out: Path, fmt: Format, run: RunInfo, overwrite: bool) -> None:
         self.out, self.fmt, self.schema = out, fmt, run.schema()
-        self.parts = out.with_name(out.name + ".parts")
+        self.parts = self.durable = out.with_name(out.name + ".parts")
         run_file = self.parts / _RUN_FILE
         if overwrite:
             shutil.rmtree(self.parts, ignore_errors=True)
@@ -379,6 +382,7 @@ class DirectorySink(Sink):
 
     def __init__(self, out: Path, run: RunInfo, overwrite: bool) -> None:
         self.out, self.schema = out, run.schema()
+        self.durable = out
         out.mkdir(parents=True, exist_ok=True)
         run_file = out / _DIR_RUN_FILE
         if overwrite:

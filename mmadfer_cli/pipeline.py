@@ -76,6 +76,7 @@ class VideoResult:
     segments: int
     tracks: int
     clips: int
+    exception: BaseException | None = None  # an unexpected error, kept for --debug
 
 
 @dataclass
@@ -106,12 +107,61 @@ class PipelineEvents:
         """``count`` more segments of this video have their rows."""
 
 
+# Where an unexpected error happened, by the innermost module of ours it passed through.
+_STAGES = (
+    ("mmadfer_cli.media", "decoding"),
+    ("mmadfer_cli.segments", "segment planning"),
+    ("mmadfer_cli.faces.tracking", "face tracking"),
+    ("mmadfer_cli.faces.crops", "face crops"),
+    ("mmadfer_cli.faces", "face detection"),
+    ("mmadfer_cli.audio", "audio filterbank"),
+    ("mmadfer_cli.model", "model"),
+)
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether an error is a known way for input to be unusable (no traceback is of use)."""
+    return isinstance(exc, (MediaError, OSError))
+
+
+def failing_stage(exc: BaseException, default: str = "media stages") -> str:
+    """The stage an unexpected error came from, for a one-line report."""
+    modules = []
+    tb = exc.__traceback__
+    while tb is not None:
+        modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    for module in reversed(modules):
+        for prefix, stage in _STAGES:
+            if module == prefix or module.startswith(prefix + "."):
+                return stage
+    return default
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return path_text(text.splitlines()[0]) if text else ""
+
+
 def error_message(exc: BaseException) -> str:
-    """A one-line reason for an error row: the message alone for expected media errors."""
-    text = path_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
-    if isinstance(exc, (MediaError, OSError)):
+    """A one-line reason for an error row: the message alone for expected media errors; for an
+    unexpected error, the stage it came from and the error."""
+    text = _first_line(exc)
+    if expected(exc):
         return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"internal error in {failing_stage(exc)}: {error}"
+
+
+class PipelineError(Exception):
+    """An unexpected error that stops the run (the model failed, a worker could not start)."""
+
+    def __init__(self, stage: str, videos: Sequence[str], cause: BaseException) -> None:
+        where = f" while annotating {', '.join(videos)}" if videos else ""
+        text = _first_line(cause)
+        error = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+        super().__init__(f"internal error in {stage}{where}: {error}")
+        self.cause = cause
 
 
 # Items put on the queue by producers.
@@ -136,6 +186,7 @@ class _End:
 class _Failed:
     index: int
     message: str
+    exception: BaseException | None  # an unexpected error (None for an expected one)
 
 
 @dataclass
@@ -189,7 +240,7 @@ def produce(
                     close()
             item: object = _End(task.index)
         except Exception as exc:
-            item = _Failed(task.index, error_message(exc))
+            item = _Failed(task.index, error_message(exc), None if expected(exc) else exc)
         if not _put(out, item, stop):
             break
     _put(out, _WorkerExit(), stop)
@@ -214,6 +265,7 @@ class _Video:
     clips: int = 0
     ended: bool = False
     error: str | None = None
+    exception: BaseException | None = None
 
     @property
     def finished(self) -> bool:
@@ -222,7 +274,7 @@ class _Video:
     def result(self) -> VideoResult:
         if self.error is not None:
             rows = [error_row(self.task.video, self.video_id, self.error)]
-            return VideoResult(self.task, self.video_id, rows, self.error, 0, 0, 0)
+            return VideoResult(self.task, self.video_id, rows, self.error, 0, 0, 0, self.exception)
         rows = sorted(self.rows, key=lambda r: (r["segment"], r.get("track_id") or -1))
         tracks = len({r["track_id"] for r in rows if r["status"] == "ok"})
         return VideoResult(self.task, self.video_id, rows, None, self.segments, tracks, self.clips)
@@ -280,7 +332,11 @@ class _Batcher:
         t0 = time.perf_counter()
         clips = [p.clips.faces[i].clip for _, p, i in batch]  # type: ignore[union-attr]
         fbanks = [p.clips.fbank for _, p, _ in batch]  # type: ignore[union-attr]
-        probs = self.predict(clips, fbanks)
+        try:
+            probs = self.predict(clips, fbanks)
+        except Exception as exc:
+            videos = sorted({video.task.video for video, _, _ in batch})
+            raise PipelineError("the model", videos, exc) from exc
         self.stats.model_s += time.perf_counter() - t0
         self.stats.batches += 1
         self.stats.clips += len(batch)
@@ -359,7 +415,8 @@ def run_pipeline(
             if isinstance(item, _WorkerExit):
                 alive -= 1
                 if item.fatal is not None:
-                    raise item.fatal
+                    stage = failing_stage(item.fatal, "worker start-up")
+                    raise PipelineError(stage, [], item.fatal) from item.fatal
                 continue
             video = state[item.index]
             touched.add(item.index)
@@ -371,7 +428,7 @@ def run_pipeline(
             elif isinstance(item, _End):
                 video.ended = True
             elif isinstance(item, _Failed):
-                video.error = item.message
+                video.error, video.exception = item.message, item.exception
     finally:
         # Let every worker finish its current segment and close its video: native decoder
         # threads must not be torn down by interpreter exit (that aborts the process).

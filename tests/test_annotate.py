@@ -272,3 +272,94 @@ def test_a_second_run_on_the_same_output_stops_at_once(
     tables = [pq.read_table(p) for p in ([out] if out.is_file() else sorted(out.glob("*.parquet")))]
     assert sum(t.num_rows for t in tables) == 2  # silent_astronaut: two segments, one face
     assert not lock.exists()
+
+
+def _two_short_videos(tmp_path: Path) -> list[str]:
+    """Two one-segment videos (with --window 5) with different names."""
+    names = []
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(Path(VIDEOS[0]).read_bytes())
+        names.append(str(tmp_path / name))
+    return names
+
+
+ONE_SEGMENT = [*FAST, "--window", "5", "--workers", "1"]
+
+
+def test_disk_full_keeps_finished_videos_and_resume_completes(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmadfer_cli.outputs as outputs
+
+    videos = _two_short_videos(tmp_path)
+    out = tmp_path / "r.parquet"
+    write, calls = outputs._write_parquet, []
+
+    def full_after_one(table: pa.Table, path: Path) -> None:
+        calls.append(path)
+        if len(calls) > 1:
+            path.write_bytes(b"half a file")
+            raise OSError(28, "No space left on device", str(path))
+        write(table, path)
+
+    monkeypatch.setattr(outputs, "_write_parquet", full_after_one)
+    code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
+    assert code == 3 and "Traceback" not in err
+    assert "cannot write the results: No space left on device" in err
+    assert f"1 finished video(s) are kept in {out}.parts" in err and "rerun the same command" in err
+    parts = tmp_path / "r.parquet.parts"
+    assert [p.suffix for p in parts.iterdir() if p.name != "run.json"] == [".parquet"]  # no debris
+    assert not out.exists() and not (tmp_path / "r.parquet.lock").exists()
+    monkeypatch.setattr(outputs, "_write_parquet", write)  # space freed
+    code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
+    assert code == 0 and "Resuming: 1 of 2" in err, err
+    assert [r["status"] for r in pq.read_table(out).to_pylist()] == ["ok", "ok"]
+
+
+def test_an_internal_error_is_one_line_naming_video_and_stage(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmadfer_cli.faces.crops as crops
+
+    videos = _two_short_videos(tmp_path)
+
+    def broken_region(*args: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(crops, "face_region", broken_region)
+    out = str(tmp_path / "r.csv")
+    code, _, err = _annotate(home, videos[0], "--out", out, *ONE_SEGMENT)
+    assert code == 1 and "Traceback" not in err
+    line = f"{videos[0]}: internal error in face crops: ZeroDivisionError: division by zero"
+    assert line in err and "--debug" in err
+    code, _, err = _annotate(home, videos[1], "--out", out, "--overwrite", "--debug", *ONE_SEGMENT)
+    assert code == 1 and "Traceback (most recent call last)" in err and "broken_region" in err
+
+
+def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmadfer_cli.pipeline as pipeline
+
+    videos = _two_short_videos(tmp_path)
+    out = tmp_path / "results"
+    predict, calls = pipeline.predict_proba, []
+
+    def fails_second(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "predict_proba", fails_second)
+    code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT, "--batch-size", "1")
+    assert code == 3 and "Traceback" not in err and "more detail" not in err
+    assert (
+        f"internal error in the model while annotating {videos[1]}: "
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB; "
+        "1 finished video(s) are kept; rerun the same command to resume." in " ".join(err.split())
+    )
+    monkeypatch.setattr(pipeline, "predict_proba", predict)
+    code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT)
+    assert code == 0 and "Resuming: 1 of 2" in err, err
+    assert len(list(out.glob("*.parquet"))) == 2

@@ -15,6 +15,7 @@ import torch
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.model.inference import resolve_precision
 from mmadfer_cli.pipeline import (
+    PipelineError,
     PipelineEvents,
     PipelineStats,
     Stages,
@@ -135,7 +136,9 @@ def test_a_failing_video_is_one_error_row_and_the_run_goes_on() -> None:
     stages = _stages(calls, fail={"v1_5_1.mp4": 3})
     tasks = _tasks("v0_3_1.mp4", "v1_5_1.mp4", "v2_3_1.mp4")
     results = _by_input_order(run_pipeline(tasks, stages, CLASSES, batch_size=2, workers=2))
-    assert [r.error for r in results] == [None, "ValueError: broken frame in v1_5_1.mp4", None]
+    reason = "internal error in media stages: ValueError: broken frame in v1_5_1.mp4"
+    assert [r.error for r in results] == [None, reason, None]
+    assert isinstance(results[1].exception, ValueError)  # kept for --debug
     (row,) = results[1].rows
     assert row["status"] == "error" and row["video_id"] == "id-v1_5_1"
     assert len(results[2].rows) == 3
@@ -228,7 +231,9 @@ def test_a_worker_that_cannot_start_stops_the_run() -> None:
         raise RuntimeError("no detector")
 
     stages = Stages(open_source=broken, video_id=str, predict=_fake_predict([]))  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="no detector"):
+    with pytest.raises(
+        PipelineError, match="internal error in worker start-up: RuntimeError: no detector"
+    ):
         list(run_pipeline(_tasks("v0_2_1.mp4"), stages, CLASSES))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from mmadfer_cli.outputs import (
     rows_table,
 )
 from mmadfer_cli.pipeline import (
+    PipelineError,
     PipelineEvents,
     PipelineStats,
     Stages,
@@ -55,7 +57,7 @@ from mmadfer_cli.pipeline import (
 )
 
 _err = Console(stderr=True)
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -253,10 +255,16 @@ def annotate(
         "-q",
         help="Print only errors and warnings (no progress, no summary). \\[default: off]",
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Print the traceback of internal errors (bugs), not only their one-line reason. "
+        "\\[default: off]",
+    ),
 ) -> None:
     """Annotate every person in every segment of the videos with an emotion and class probabilities.
 
-    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out), 130 interrupted (finished videos kept; rerun the same command to resume).
+    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out, an --out that cannot be written), 3 stopped early (results could not be written: disk full, no permission; or an internal error), 130 interrupted. After 3 or 130 finished videos are kept: rerun the same command to resume.
     """
     if fmt is not None and fmt not in FORMATS:
         raise _usage_error(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -281,8 +289,10 @@ def annotate(
         if lock is not None:
             lock.acquire()
             ctx.call_on_close(lock.release)  # however the command ends
-    except (OutputError, OutputBusyError, OSError) as exc:
+    except (OutputError, OutputBusyError) as exc:
         raise _usage_error(str(exc)) from exc
+    except OSError as exc:  # a read-only folder, a path through a file, no permission
+        raise _usage_error(f"cannot write to --out {out}: {_os_reason(exc)}") from exc
     if lock is not None and lock.note:
         _err.print(f"[yellow]note:[/] {escape(lock.note)}")
     settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
@@ -301,8 +311,10 @@ def annotate(
     run = prepared.run
     try:
         sink = open_sink(out, fmt, run, overwrite=not resume)
-    except (OutputError, OSError) as exc:
+    except OutputError as exc:
         raise _usage_error(str(exc)) from exc
+    except OSError as exc:
+        raise _usage_error(f"cannot write to --out {out}: {_os_reason(exc)}") from exc
 
     done = sink.done()
     tasks, skipped, previous_failures = [], 0, []
@@ -317,15 +329,9 @@ def annotate(
     if skipped and not quiet:
         _err.print(f"Resuming: {skipped} of {len(videos)} videos already done in an earlier run.")
 
+    names = [path_text(v) for v in videos]
     exit_code, failures = _run(
-        tasks,
-        prepared.stages,
-        run,
-        sink,
-        [path_text(v) for v in videos],
-        batch_size,
-        workers,
-        quiet,
+        tasks, prepared.stages, run, sink, names, batch_size, workers, quiet, debug
     )
     failures = previous_failures + failures
     if failures:
@@ -334,6 +340,10 @@ def annotate(
             # Media errors already start with the path; do not print it twice.
             line = reason if reason.startswith(name) else f"{name}: {reason}"
             _err.print(f"  {escape(line)}", soft_wrap=True)  # paths stay whole for copying
+        if not debug and any(r.startswith("internal error") for _, r in failures):
+            _err.print(
+                "Rerun with --debug for the tracebacks of internal errors (and please report them)."
+            )
         exit_code = max(exit_code, EXIT_FAILED)
     raise typer.Exit(exit_code)
 
@@ -362,9 +372,11 @@ def _run(
     batch_size: int,
     workers: int,
     quiet: bool,
+    debug: bool,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Run the pipeline into the sink: the exit code so far (0, or 130 when interrupted) and
-    the failed videos with their reasons."""
+    """Run the pipeline into the sink: the exit code so far (0; 3 when results could not be
+    written or an internal error stopped the run; 130 when interrupted) and the failed videos
+    with their reasons."""
     schema = run.schema()
     stats = PipelineStats()
     events = _Progress(len(tasks), quiet)
@@ -380,11 +392,15 @@ def _run(
         events=events,
         stats=stats,
     )
+    kept = f"; {len(all_videos) - len(tasks)} video(s) done before this run"
     try:
         with events.progress:
             for result in pipeline:
+                if result.exception is not None and debug:
+                    _print_traceback(result.exception)
                 sink.write(result.task.video, rows_table(result.rows, schema))
                 results.append(result)
+                kept = f"; {len(results) + len(all_videos) - len(tasks)} finished video(s)"
                 if result.error is not None:
                     failures.append((result.task.video, result.error))
                 events.video_done()
@@ -400,8 +416,44 @@ def _run(
         pipeline.close()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED, failures
+    except OSError as exc:  # disk full, no permission, a file system gone read-only
+        pipeline.close()
+        if debug:
+            _print_traceback(exc)
+        held = f" are kept in {sink.durable}" if sink.durable else " were written"
+        _err.print(
+            f"[red]error:[/] cannot write the results: {escape(_os_reason(exc))}{kept}{held}. "
+            "Free some space or fix the permissions, then rerun the same command to resume.",
+            soft_wrap=True,
+        )
+        return EXIT_STOPPED, failures
+    except Exception as exc:  # a bug: one line, the traceback with --debug
+        pipeline.close()
+        if debug:
+            _print_traceback(exc.cause if isinstance(exc, PipelineError) else exc)
+        text = str(exc) if isinstance(exc, PipelineError) else f"internal error: {exc!r}"
+        hint = "" if debug else " Rerun with --debug for the traceback (and please report it)."
+        _err.print(
+            f"[red]error:[/] {escape(path_text(text))}{kept} are kept; "
+            f"rerun the same command to resume.{hint}",
+            soft_wrap=True,
+        )
+        return EXIT_STOPPED, failures
     if not quiet:
         wall = time.perf_counter() - started
         skipped = len(all_videos) - len(tasks)
         _summary(results, stats, skipped, wall, str(where or "stdout"))
     return 0, failures
+
+
+def _os_reason(exc: OSError) -> str:
+    """What went wrong with a file, in words (pyarrow's errors carry no strerror)."""
+    if exc.strerror:
+        name = f" ({path_text(exc.filename)})" if exc.filename else ""
+        return f"{exc.strerror}{name}"
+    return path_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
+
+
+def _print_traceback(exc: BaseException) -> None:
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+    sys.stderr.flush()
