@@ -80,7 +80,12 @@ def test_annotate_has_the_cli_defaults() -> None:
         if isinstance(p.default, typer.models.OptionInfo) and p.default.default is not ...
     }
     api = inspect.signature(annotate).parameters
-    cli_only = {"fmt", "resume", "quiet", "debug"}  # writing files and printing: not the API's business
+    cli_only = {
+        "fmt",
+        "resume",
+        "quiet",
+        "debug",
+    }  # writing files and printing: not the API's business
     assert set(options) - cli_only <= set(api)
     for name in set(options) - cli_only:
         default = options[name]
