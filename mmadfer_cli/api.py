@@ -24,11 +24,13 @@ from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import discover_videos, path_text
 from mmadfer_cli.faces import create_detector, detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
+from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.inference import Precision, resolve_precision
 from mmadfer_cli.model.registry import resolve_model
 from mmadfer_cli.outputs import RunInfo, rows_table
 from mmadfer_cli.pipeline import Stages, VideoTask, media_source, model_predictor, run_pipeline
+from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
 from mmadfer_cli.results import table_frame
 
 
@@ -40,6 +42,20 @@ def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str)
     recorded["detector_weights_sha256"] = detector_weights(detector)
     recorded["precision"] = precision
     return recorded
+
+
+def reid_settings(reid: ReidSettings | None) -> dict | None:
+    """Re-identification as recorded with the results: the embedding model, its checksum and
+    the threshold (None: ``--no-reid``)."""
+    if reid is None:
+        return None
+    return {
+        "model": FaceEmbedder.name,
+        "sha256": weights_sha256(),
+        "threshold": reid.threshold,
+        "scope": reid.scope,
+        "frames": reid.frames,
+    }
 
 
 def clip_settings(
@@ -79,10 +95,12 @@ def _detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run ready to go: what it records (``run``) and the stage functions of the pipeline."""
+    """A run ready to go: what it records (``run``), the stage functions of the pipeline, and
+    what gives each finished video's rows their ``person_id`` (None without re-identification)."""
 
     run: RunInfo
     stages: Stages
+    people: People | None = None
 
 
 def prepare(
@@ -93,20 +111,23 @@ def prepare(
     device: torch.device,
     precision: Precision,
     first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = _detector,
+    reid: ReidSettings | None = None,
 ) -> Prepared:
     """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
 
     ``first_detector`` makes the detector that is checked before any work
     starts (the CLI shows its warnings its own way); each further worker thread
-    makes its own.
+    makes its own. With ``reid``, each worker also embeds the faces it cuts (``People``
+    then assigns the people of each finished video).
     """
     net, record = resolve_model(model, checkpoint, device=str(device))
     first = first_detector(settings, device)
+    embedders = [FaceEmbedder()] if reid is not None else []
     run = RunInfo(
         model_name=record.name,
         model_sha256=record.sha256,
         class_names=tuple(record.class_names),
-        settings=run_settings(settings, first, precision),
+        settings={**run_settings(settings, first, precision), "reid": reid_settings(reid)},
         tool_version=__version__,
         torch_version=torch.__version__,
     )
@@ -116,12 +137,17 @@ def prepare(
         # Called in worker threads: the first reuses the checked detector.
         return detectors.pop() if detectors else _detector(settings, device)
 
+    open_source = media_source(settings, make_detector)
+    if reid is not None:
+        open_source = with_embeddings(
+            open_source, lambda: embedders.pop() if embedders else FaceEmbedder(), reid.frames
+        )
     stages = Stages(
-        open_source=media_source(settings, make_detector),
+        open_source=open_source,
         video_id=video_id,
         predict=model_predictor(net, device, precision),
     )
-    return Prepared(run, stages)
+    return Prepared(run, stages, People(reid) if reid is not None else None)
 
 
 def annotate(
@@ -146,11 +172,14 @@ def annotate(
     max_gap: float = 1.0,
     recursive: bool = True,
     globs: Sequence[str] = (),
+    reid: bool = True,
+    reid_threshold: float = DEFAULT_THRESHOLD,
+    reid_scope: str = "video",
 ) -> pd.DataFrame:
     """Annotate videos (files or folders) and return the result table.
 
     The options are those of ``mmadfer annotate`` (``--min-face-size`` is
-    ``min_face_size`` and so on), with the same defaults. The run's settings,
+    ``min_face_size`` and so on, ``--no-reid`` is ``reid=False``), with the same defaults. The run's settings,
     model and versions are in ``df.attrs["mmadfer"]``, as in a Parquet file's
     metadata.
     """
@@ -167,6 +196,7 @@ def annotate(
         checkpoint=Path(checkpoint) if checkpoint is not None else None,
         device=torch_device,
         precision=resolve_precision(precision, torch_device),
+        reid=ReidSettings(reid_threshold, reid_scope) if reid else None,
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
     results = run_pipeline(
@@ -180,6 +210,9 @@ def annotate(
         finished = sorted(results, key=lambda r: r.task.index)
     finally:
         results.close()
+    if prepared.people is not None:  # in input order, so that run-wide ids are repeatable
+        for result in finished:
+            prepared.people.assign(result.rows)
     rows = [row for result in finished for row in result.rows]
     df = table_frame(rows_table(rows, prepared.run.schema()))
     df.attrs["mmadfer"] = prepared.run.to_json()

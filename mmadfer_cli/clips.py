@@ -21,6 +21,7 @@ import torch
 from mmadfer_cli.audio import silent_fbank, waveform_fbank
 from mmadfer_cli.faces import FaceDetector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces
+from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps
 from mmadfer_cli.media import Video, VideoInfo, open_video
 from mmadfer_cli.segments import Segment, plan_segments, span_segment
@@ -53,6 +54,8 @@ class FaceClip:
     face_score: float  # mean detector score over those frames
     bbox: tuple[float, float, float, float]  # x, y, w, h: mean detected box, original pixels
     boxes: np.ndarray  # float32 (16, 4) x1, y1, x2, y2 cropped on each sampled frame (gaps filled)
+    scores: np.ndarray | None = None  # float32 (16,) detector score per sampled frame, 0 in gaps
+    embeddings: FaceEmbeddings | None = None  # identity vectors of a few frames (re-identification)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ def _face_clips(
                 face_score=float(detected[:, 4].mean()),
                 bbox=(float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
                 boxes=filled,
+                scores=np.where(found, boxes[:, 4], 0.0).astype(np.float32),
             )
         )
     return clips

@@ -28,6 +28,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from mmadfer_cli.lockfile import OutputLock
+from mmadfer_cli.reid import EMBEDDINGS_KEY
 
 if TYPE_CHECKING:
     from mmadfer_cli.clips import SegmentClips
@@ -66,6 +67,7 @@ def row_schema(class_names: Sequence[str]) -> pa.Schema:
         pa.field("video", pa.string(), nullable=False),
         pa.field("video_id", pa.string()),
         pa.field("track_id", pa.int32()),
+        pa.field("person_id", pa.int32()),
         pa.field("segment", pa.int32()),
         pa.field("start_s", pa.float64()),
         pa.field("end_s", pa.float64()),
@@ -125,6 +127,7 @@ def segment_rows(
                 "bbox_y": float(y),
                 "bbox_w": float(w),
                 "bbox_h": float(h),
+                **({EMBEDDINGS_KEY: face.embeddings} if face.embeddings is not None else {}),
             }
         )
     rows.sort(key=lambda r: r["track_id"])

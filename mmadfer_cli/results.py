@@ -58,8 +58,10 @@ def class_names(df: pd.DataFrame) -> list[str]:
 
 
 def person_column(df: pd.DataFrame) -> str:
-    """The column that names a person: ``person_id`` (re-identified) when present, else ``track_id``."""
-    return "person_id" if "person_id" in df.columns else "track_id"
+    """The column that names a person: ``person_id`` (re-identified) when it has values, else
+    ``track_id`` (a run with ``--no-reid`` leaves ``person_id`` empty)."""
+    has_people = "person_id" in df.columns and bool(df["person_id"].notna().any())
+    return "person_id" if has_people else "track_id"
 
 
 def person_label(value: object) -> str:

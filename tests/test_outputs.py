@@ -31,7 +31,13 @@ def _run(**settings: object) -> outputs.RunInfo:
 
 def _segment(index: int, n_faces: int) -> SimpleNamespace:
     faces = [
-        SimpleNamespace(track_id=t, face_frames=16 - t, face_score=0.9, bbox=(1.0, 2.0, 30.0, 30.0))
+        SimpleNamespace(
+            track_id=t,
+            face_frames=16 - t,
+            face_score=0.9,
+            bbox=(1.0, 2.0, 30.0, 30.0),
+            embeddings=None,
+        )
         for t in reversed(range(n_faces))
     ]
     seg = SimpleNamespace(index=index, start_s=3.0 * index, end_s=3.0 * index + 3.0)
@@ -50,12 +56,13 @@ def _table(video: str, run: outputs.RunInfo, segments: int = 2) -> pa.Table:
 def test_schema_has_contract_columns_typed() -> None:
     schema = outputs.row_schema(CLASSES)
     expected = [
-        "video", "video_id", "track_id", "segment", "start_s", "end_s", "status", "error",
+        "video", "video_id", "track_id", "person_id", "segment", "start_s", "end_s", "status", "error",
         "label", "confidence", "prob_happiness", "prob_sadness", "prob_neutral",
         "face_frames", "face_score", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "has_audio",
     ]  # fmt: skip
     assert schema.names == expected
     assert schema.field("track_id").type == pa.int32()
+    assert schema.field("person_id").type == pa.int32()
     assert schema.field("prob_sadness").type == pa.float32()
     assert schema.field("has_audio").type == pa.bool_()
 

@@ -79,6 +79,7 @@ def _source(produced: list[int] | None = None, fail: dict[str, int] | None = Non
                         face_frames=16,
                         face_score=0.9,
                         bbox=(0.0, 0.0, 10.0, 10.0),
+                        embeddings=None,
                     )
                     for t in range(n)
                 ],

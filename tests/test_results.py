@@ -13,7 +13,13 @@ import pytest
 
 from mmadfer_cli.filenames import video_stems
 from mmadfer_cli.outputs import METADATA_KEY, write_table
-from mmadfer_cli.results import ResultsError, class_names, person_column, read_results
+from mmadfer_cli.results import (
+    ResultsError,
+    class_names,
+    person_column,
+    read_results,
+    table_frame,
+)
 from tests.results_helpers import CLASSES, VIDEO_A, VIDEO_B, VIDEO_C, synthetic_table
 
 META = {"model": {"name": "tiny", "class_names": list(CLASSES)}, "settings": {"window_s": 3.0}}
@@ -58,7 +64,9 @@ def test_a_results_directory_reads_its_result_files_only(tmp_path: Path) -> None
 
 def test_person_id_is_the_person_when_present(tmp_path: Path) -> None:
     table = synthetic_table()
-    table = table.append_column("person_id", pa.array([7] * table.num_rows, pa.int32()))
+    assert person_column(table_frame(table)) == "track_id"  # --no-reid: person_id left empty
+    column = table.schema.get_field_index("person_id")
+    table = table.set_column(column, "person_id", pa.array([7] * table.num_rows, pa.int32()))
     write_table(table, tmp_path / "r.parquet", "parquet")
     assert person_column(read_results(tmp_path / "r.parquet")) == "person_id"
 

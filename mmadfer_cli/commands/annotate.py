@@ -32,6 +32,7 @@ from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS, create_detector
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
+from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
 from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
@@ -55,6 +56,7 @@ from mmadfer_cli.pipeline import (
     VideoTask,
     run_pipeline,
 )
+from mmadfer_cli.reid import DEFAULT_THRESHOLD, SCOPES, People, ReidSettings
 
 _err = Console(stderr=True)
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -234,6 +236,25 @@ def annotate(
     max_gap: float = typer.Option(
         1.0, "--max-gap", min=0.0, help="Seconds a person may be unseen before the track ends."
     ),
+    reid: bool = typer.Option(
+        True,
+        "--reid/--no-reid",
+        help="Re-identify people: a person_id that stays the same across cuts and "
+        "re-appearances, and tracks split where the person changed.",
+    ),
+    reid_threshold: float = typer.Option(
+        DEFAULT_THRESHOLD,
+        "--reid-threshold",
+        min=0.0,
+        help="Face-embedding distance under which two tracks are the same person "
+        "(lower: fewer wrong merges, more ids per person).",
+    ),
+    reid_scope: str = typer.Option(
+        "video",
+        "--reid-scope",
+        help=f"{' or '.join(SCOPES)}: person ids per video, or shared by the videos of the run "
+        "(the same participants in several sessions).",
+    ),
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Search folders recursively."
     ),
@@ -272,6 +293,8 @@ def annotate(
         raise _usage_error(f"--detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
     if precision not in PRECISION_CHOICES:
         raise _usage_error(f"--precision must be one of {', '.join(PRECISION_CHOICES)}")
+    if reid_scope not in SCOPES:
+        raise _usage_error(f"--reid-scope must be one of {', '.join(SCOPES)}, not {reid_scope!r}")
     try:
         videos = discover_videos(inputs, recursive=recursive, globs=globs)
         torch_device = resolve_device(device)
@@ -305,8 +328,10 @@ def annotate(
             device=torch_device,
             precision=mode,
             first_detector=_make_detector,
+            reid=ReidSettings(reid_threshold, reid_scope) if reid else None,
         )
-    except (RegistryError, CheckpointError, DetectorUnavailableError, OSError) as exc:
+    except (RegistryError, CheckpointError, DetectorUnavailableError, EmbeddingUnavailableError,
+            OSError) as exc:  # fmt: skip
         raise _usage_error(str(exc)) from exc
     run = prepared.run
     try:
@@ -328,10 +353,15 @@ def annotate(
         tasks.append(VideoTask(index, name, path))
     if skipped and not quiet:
         _err.print(f"Resuming: {skipped} of {len(videos)} videos already done in an earlier run.")
+    if skipped and tasks and reid and reid_scope == "run":
+        raise _usage_error(
+            "--reid-scope run cannot resume: the people of the videos done earlier are not "
+            "kept; rerun with --overwrite (or use --reid-scope video)"
+        )
 
     names = [path_text(v) for v in videos]
     exit_code, failures = _run(
-        tasks, prepared.stages, run, sink, names, batch_size, workers, quiet, debug
+        tasks, prepared.stages, prepared.people, run, sink, names, batch_size, workers, quiet, debug
     )
     failures = previous_failures + failures
     if failures:
@@ -366,6 +396,7 @@ def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector
 def _run(
     tasks: list[VideoTask],
     stages: Stages,
+    people: People | None,
     run: RunInfo,
     sink: Sink,
     all_videos: list[str],
@@ -398,6 +429,8 @@ def _run(
             for result in pipeline:
                 if result.exception is not None and debug:
                     _print_traceback(result.exception)
+                if people is not None:
+                    people.assign(result.rows)
                 sink.write(result.task.video, rows_table(result.rows, schema))
                 results.append(result)
                 kept = f"; {len(results) + len(all_videos) - len(tasks)} finished video(s)"
