@@ -25,11 +25,19 @@ from mmadfer_cli.discover import discover_videos, path_text
 from mmadfer_cli.faces import create_detector, detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
+from mmadfer_cli.faces.shared import SharedDetector
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.inference import Precision, resolve_precision
 from mmadfer_cli.model.registry import resolve_model
 from mmadfer_cli.outputs import RunInfo, rows_table
-from mmadfer_cli.pipeline import Stages, VideoTask, media_source, model_predictor, run_pipeline
+from mmadfer_cli.pipeline import (
+    Stages,
+    VideoTask,
+    cpu_threads,
+    media_source,
+    model_predictor,
+    run_pipeline,
+)
 from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
 from mmadfer_cli.results import table_frame
 
@@ -89,7 +97,11 @@ def clip_settings(
 
 def _detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
     return create_detector(
-        settings.detector, settings.face_models, threshold=settings.face_threshold, device=device
+        settings.detector,
+        settings.face_models,
+        threshold=settings.face_threshold,
+        device=device,
+        min_face=settings.min_face_px,
     )
 
 
@@ -101,6 +113,7 @@ class Prepared:
     run: RunInfo
     stages: Stages
     people: People | None = None
+    shared_detector: SharedDetector | None = None  # the GPU detector all workers share
 
 
 def prepare(
@@ -112,13 +125,16 @@ def prepare(
     precision: Precision,
     first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = _detector,
     reid: ReidSettings | None = None,
+    chunk_s: float = 60.0,
 ) -> Prepared:
     """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
 
     ``first_detector`` makes the detector that is checked before any work
-    starts (the CLI shows its warnings its own way); each further worker thread
-    makes its own. With ``reid``, each worker also embeds the faces it cuts (``People``
-    then assigns the people of each finished video).
+    starts (the CLI shows its warnings its own way). On CUDA, MTCNN is one
+    detector shared by all workers, batching their frames; elsewhere each worker
+    thread makes its own. Videos are processed in chunks of ``chunk_s`` seconds
+    (0: whole videos). With ``reid``, each worker also embeds the faces it cuts
+    (``People`` then assigns the people of each finished video).
     """
     net, record = resolve_model(model, checkpoint, device=str(device))
     first = first_detector(settings, device)
@@ -131,13 +147,16 @@ def prepare(
         tool_version=__version__,
         torch_version=torch.__version__,
     )
+    shared = SharedDetector(first) if device.type == "cuda" and first.name == "mtcnn" else None
     detectors = [first]
 
     def make_detector() -> FaceDetector:
         # Called in worker threads: the first reuses the checked detector.
+        if shared is not None:
+            return shared
         return detectors.pop() if detectors else _detector(settings, device)
 
-    open_source = media_source(settings, make_detector)
+    open_source, chunks = media_source(settings, make_detector, chunk_s)
     if reid is not None:
         open_source = with_embeddings(
             open_source, lambda: embedders.pop() if embedders else FaceEmbedder(), reid.frames
@@ -146,8 +165,9 @@ def prepare(
         open_source=open_source,
         video_id=video_id,
         predict=model_predictor(net, device, precision),
+        chunks=chunks,
     )
-    return Prepared(run, stages, People(reid) if reid is not None else None)
+    return Prepared(run, stages, People(reid) if reid is not None else None, shared)
 
 
 def annotate(
@@ -159,6 +179,7 @@ def annotate(
     precision: str = "auto",
     batch_size: int = 8,
     workers: int = 2,
+    chunk: float = 60.0,
     window: float = 3.0,
     stride: float | None = None,
     min_segment: float = 1.0,
@@ -197,6 +218,7 @@ def annotate(
         device=torch_device,
         precision=resolve_precision(precision, torch_device),
         reid=ReidSettings(reid_threshold, reid_scope) if reid else None,
+        chunk_s=chunk,
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
     results = run_pipeline(
@@ -207,7 +229,8 @@ def annotate(
         workers=workers,
     )
     try:
-        finished = sorted(results, key=lambda r: r.task.index)
+        with cpu_threads(workers, torch_device):
+            finished = sorted(results, key=lambda r: r.task.index)
     finally:
         results.close()
     if prepared.people is not None:  # in input order, so that run-wide ids are repeatable

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,44 +92,122 @@ def segment_fbank(video: Video, segment: Segment) -> tuple[bool, torch.Tensor]:
     return True, waveform_fbank(torch.from_numpy(waveform), video.info.sample_rate)
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Segments ``[first, stop)`` of a video's plan: the unit of parallel work and retry."""
+
+    index: int
+    first: int
+    stop: int
+
+
+def plan_chunks(segment_count: int, settings: ClipSettings, chunk_s: float) -> list[Chunk]:
+    """Consecutive segments of about ``chunk_s`` seconds each (0: the whole video, one chunk)."""
+    if chunk_s <= 0 or segment_count == 0:
+        return [Chunk(0, 0, segment_count)]
+    per_chunk = max(1, round(chunk_s / (settings.stride_s or settings.window_s)))
+    firsts = range(0, segment_count, per_chunk)
+    return [Chunk(k, a, min(a + per_chunk, segment_count)) for k, a in enumerate(firsts)]
+
+
+def warmup_s(settings: ClipSettings) -> float:
+    """How long before its first segment a chunk's tracker starts: enough for the frames its
+    first segment shares with the previous chunk, for every track a whole-video tracker would
+    still hold (``max_gap_s``), and for their motion estimates to settle."""
+    return settings.window_s + settings.max_gap_s + 2.0
+
+
+@dataclass
+class TrackLog:
+    """What a chunk's tracker did near the chunk's edges, to give its tracks video-wide ids
+    (``stitch``): per frame, boxes and local track ids in the warm-up (``head``, frames up to
+    ``boundary``, the previous chunk's last tracked frame) and in the last ``warmup_s`` seconds
+    (``tail``); the frame where each local track began; the tracks seen after the boundary."""
+
+    boundary: int = -1
+    head: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    tail: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    births: dict[int, int] = field(default_factory=dict)
+    own: set[int] = field(default_factory=set)
+
+
+DECODE_BATCH = 16  # warm-up frames decoded at a time (bounds memory on large frames)
+
+
 def iter_video_clips(
     path: str | os.PathLike[str],
     settings: ClipSettings,
     detector: FaceDetector,
     span: tuple[float, float] | None = None,
+    chunk_s: float = 0.0,
+    chunk_index: int = 0,
+    log: TrackLog | None = None,
 ) -> Iterator[SegmentClips]:
     """Segments of one video, in order, each with its face clips and filterbank.
 
     With ``span`` (start, end seconds), only that one segment, instead of the
-    settings' windows over the whole video.
+    settings' windows over the whole video. With ``chunk_s`` > 0, only the
+    segments of chunk ``chunk_index`` (``plan_chunks``); its tracker starts
+    ``warmup_s`` earlier on the same sampled frames, and ``log`` records what
+    ``stitch`` needs to number its tracks as one tracker over the whole video would.
 
     Faces are detected and tracked on the union of all segments' sampled frames in
     time order, so that overlapping windows (a stride shorter than the window) share
     one consistent set of tracks. Frames are kept only while a segment still needs them.
     """
+    log = log if log is not None else TrackLog()
     with open_video(path) as video:
         segments = [span_segment(video.frame_times, 0, *span)] if span else plan(video, settings)
+        chunks = plan_chunks(len(segments), settings, chunk_s)
+        if chunk_index >= len(chunks) or not segments:
+            return
+        first, stop = chunks[chunk_index].first, chunks[chunk_index].stop
+        times = video.frame_times
         tracker = FaceTracker(settings.track_iou, settings.max_gap_s)
         sampled = sorted({int(i) for s in segments for i in s.frame_indices})
-        done = 0  # sampled[:done] are detected and tracked
+        log.boundary = max(segments[first - 1].frame_indices) if first > 0 else -1
+        tail_from = float(times[max(segments[stop - 1].frame_indices)]) - warmup_s(settings)
         seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (boxes, track ids)
         decoded: dict[int, np.ndarray] = {}  # frame -> pixels
-        for k, segment in enumerate(segments):
+
+        def track(batch: list[int], needed_from: int) -> None:
+            frames = video.frames(batch)
+            for index, frame, found in zip(batch, frames, detector.detect(frames), strict=True):
+                boxes = keep_faces(
+                    found,
+                    video.info.width,
+                    video.info.height,
+                    settings.face_threshold,
+                    settings.min_face_px,
+                    settings.max_faces,
+                )
+                time_s = float(times[index])
+                ids = tracker.update(time_s, boxes)
+                seen[index] = (boxes, ids)
+                if index >= needed_from:
+                    decoded[index] = frame
+                for track_id in ids.tolist():
+                    log.births.setdefault(track_id, index)
+                    if index > log.boundary:
+                        log.own.add(track_id)
+                if index <= log.boundary:
+                    log.head[index] = (boxes[:, :4].copy(), ids)
+                if time_s >= tail_from:
+                    log.tail[index] = (boxes[:, :4].copy(), ids)
+
+        done = bisect.bisect_right(sampled, log.boundary)  # sampled[:done] belong to earlier chunks
+        if first > 0:  # warm up on the previous chunk's last seconds
+            warm_from = float(times[log.boundary]) - warmup_s(settings)
+            start = next(i for i, f in enumerate(sampled) if times[f] >= warm_from)
+            needed_from = segments[first].frame_indices[0]
+            for a in range(start, done, DECODE_BATCH):
+                track(sampled[a : min(a + DECODE_BATCH, done)], needed_from)
+        for k in range(first, stop):
+            segment = segments[k]
             upto = bisect.bisect_right(sampled, max(segment.frame_indices))
             batch, done = sampled[done:upto], upto
             if batch:
-                frames = video.frames(batch)
-                for index, frame, found in zip(batch, frames, detector.detect(frames), strict=True):
-                    boxes = keep_faces(
-                        found,
-                        video.info.width,
-                        video.info.height,
-                        settings.face_threshold,
-                        settings.min_face_px,
-                        settings.max_faces,
-                    )
-                    seen[index] = (boxes, tracker.update(float(video.frame_times[index]), boxes))
-                    decoded[index] = frame
+                track(batch, 0)
             unique = np.unique(segment.frame_indices)
             frames = np.stack([decoded[int(i)] for i in unique])
             positions = np.searchsorted(unique, segment.frame_indices)
@@ -140,6 +218,12 @@ def iter_video_clips(
                 seen = {i: v for i, v in seen.items() if i >= keep}
                 decoded = {i: v for i, v in decoded.items() if i >= keep}
             yield SegmentClips(segment, has_audio, fbank, faces)
+
+
+def count_chunks(path: str | os.PathLike[str], settings: ClipSettings, chunk_s: float) -> int:
+    """How many chunks ``plan_chunks`` makes of a video (opens it: raises ``MediaError``)."""
+    with open_video(path) as video:
+        return len(plan_chunks(len(plan(video, settings)), settings, chunk_s))
 
 
 def _face_clips(

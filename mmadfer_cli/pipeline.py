@@ -1,12 +1,16 @@
 """The streaming annotate loop: producers -> batches -> model -> rows per video.
 
 Worker threads run the media stage chain (decode, faces, crops, filterbanks)
-for one video at a time and put its segments on a bounded queue. The calling
-thread takes clips from the queue, batches them across segments, tracks and
-videos, runs the model, turns probabilities into rows as soon as a segment is
-complete (dropping its pixels), and yields each video's rows once the video is
-done, in input order. Memory is bounded by the queue size and the batch size,
-whatever the length or number of videos.
+on chunks of videos (consecutive segments, ``--chunk`` seconds): the worker
+that opens a video plans its chunks and puts them at the front of the work
+queue, so that every worker helps with a long video. Segments go on a bounded
+queue. The calling thread takes clips from the queue, batches them across
+segments, tracks, chunks and videos, runs the model (a partial batch only once
+its oldest clip has waited ``flush_after_s``, or when no more work is coming),
+turns probabilities into rows as soon as a segment is complete (dropping its
+pixels), and, once all of a video's chunks are done, gives its tracks
+video-wide ids (``stitch``) and yields its rows. Memory is bounded by the queue
+size, the batch size and the workers, whatever the length or number of videos.
 
 The stages are plain callables (``Stages``), injected so that tests can fake
 them and a distributed engine can run the same functions elsewhere.
@@ -14,7 +18,9 @@ them and a distributed engine can run the same functions elsewhere.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -26,18 +32,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmadfer_cli.clips import ClipSettings, iter_video_clips
+from mmadfer_cli.clips import ClipSettings, TrackLog, count_chunks, iter_video_clips
 from mmadfer_cli.discover import path_text
 from mmadfer_cli.faces import FaceDetector
 from mmadfer_cli.media import MediaError
 from mmadfer_cli.model.inference import Precision, predict_proba
 from mmadfer_cli.outputs import error_row, segment_rows
+from mmadfer_cli.stitch import stitch
 
 if TYPE_CHECKING:
     from mmadfer_cli.clips import SegmentClips
 
-ClipSource = Callable[[Path], Iterable["SegmentClips"]]
-"""The media stage chain for one video: its segments with face clips and filterbank, streamed."""
+ClipSource = Callable[[Path, "ChunkJob"], Iterable["SegmentClips"]]
+"""The media stage chain for one chunk of a video: its segments with face clips and filterbank,
+streamed; it fills the job's ``log`` for stitching track ids."""
 
 Predict = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], np.ndarray]
 """The model stage: uint8 clips (16, 3, 224, 224) and fbanks (512, 128) -> probabilities (B, classes)."""
@@ -54,6 +62,17 @@ class Stages:
     open_source: Callable[[], ClipSource]
     video_id: Callable[[Path], str]
     predict: Predict
+    chunks: Callable[[Path], int] = lambda path: 1
+    """How many chunks a video is cut into (opens it; raises for an unreadable file)."""
+
+
+@dataclass
+class ChunkJob:
+    """Chunk ``index`` of ``count`` of a video, and the track log its source fills."""
+
+    index: int
+    count: int
+    log: TrackLog = field(default_factory=TrackLog)
 
 
 @dataclass(frozen=True)
@@ -85,11 +104,13 @@ class PipelineStats:
 
     videos: int = 0
     errors: int = 0
+    chunks: int = 0
     segments: int = 0
     clips: int = 0
     batches: int = 0
     produce_s: float = 0.0
     model_s: float = 0.0
+    wall_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_produce(self, seconds: float) -> None:
@@ -172,14 +193,23 @@ class _Start:
 
 
 @dataclass
+class _Planned:
+    index: int
+    chunks: int
+
+
+@dataclass
 class _Segment:
     index: int
+    chunk: int
     clips: SegmentClips
 
 
 @dataclass
 class _End:
     index: int
+    chunk: int
+    log: TrackLog
 
 
 @dataclass
@@ -205,44 +235,88 @@ def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
     return False
 
 
+class _WorkQueue:
+    """Videos to open and chunks to run; a video's chunks jump the queue, so that the workers
+    finish a video together before starting new ones (its rows become durable sooner)."""
+
+    def __init__(self, videos: Iterable[VideoTask]) -> None:
+        self._items: collections.deque[tuple[VideoTask, int | None, int]] = collections.deque(
+            (task, None, 0) for task in videos
+        )
+        self._lock = threading.Lock()
+        self.failed: set[int] = set()  # videos whose other chunks are skipped
+
+    def take(self) -> tuple[VideoTask, int | None, int] | None:
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def add_chunks(self, task: VideoTask, count: int) -> None:
+        with self._lock:
+            self._items.extendleft((task, k, count) for k in range(count - 1, 0, -1))
+
+
+def _run_chunk(
+    task: VideoTask,
+    job: ChunkJob,
+    source: ClipSource,
+    out: queue.Queue,
+    stop: threading.Event,
+    stats: PipelineStats,
+) -> bool:
+    """Stream one chunk's segments, then its end; False when the run stopped meanwhile."""
+    segments = iter(source(task.path, job))
+    try:
+        while True:
+            t0 = time.perf_counter()
+            clips = next(segments, None)
+            stats.add_produce(time.perf_counter() - t0)
+            if clips is None:
+                break
+            if not _put(out, _Segment(task.index, job.index, clips), stop):
+                return False
+    finally:
+        close = getattr(segments, "close", None)
+        if close is not None:
+            close()
+    return _put(out, _End(task.index, job.index, job.log), stop)
+
+
 def produce(
-    tasks: queue.Queue,
+    work: _WorkQueue,
     out: queue.Queue,
     stages: Stages,
     stop: threading.Event,
     stats: PipelineStats,
 ) -> None:
-    """Worker loop: take videos from ``tasks`` and stream their segments to ``out``."""
+    """Worker loop: open videos (planning their chunks) and run chunks, streaming to ``out``."""
     try:
         source = stages.open_source()
     except BaseException as exc:
         _put(out, _WorkerExit(fatal=exc), stop)
         return
     while not stop.is_set():
-        try:
-            task: VideoTask = tasks.get_nowait()
-        except queue.Empty:
+        item = work.take()
+        if item is None:
             break
+        task, chunk, count = item
+        if task.index in work.failed:
+            continue
         try:
-            if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
+            if chunk is None:
+                if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
+                    break
+                count = stages.chunks(task.path)
+                work.add_chunks(task, count)
+                if not _put(out, _Planned(task.index, count), stop):
+                    break
+                chunk = 0
+            if not _run_chunk(task, ChunkJob(chunk, count), source, out, stop, stats):
                 break
-            segments = iter(source(task.path))
-            try:
-                while True:
-                    t0 = time.perf_counter()
-                    clips = next(segments, None)
-                    stats.add_produce(time.perf_counter() - t0)
-                    if clips is None or not _put(out, _Segment(task.index, clips), stop):
-                        break
-            finally:
-                close = getattr(segments, "close", None)
-                if close is not None:
-                    close()
-            item: object = _End(task.index)
         except Exception as exc:
-            item = _Failed(task.index, error_message(exc), None if expected(exc) else exc)
-        if not _put(out, item, stop):
-            break
+            work.failed.add(task.index)
+            failed = _Failed(task.index, error_message(exc), None if expected(exc) else exc)
+            if not _put(out, failed, stop):
+                break
     _put(out, _WorkerExit(), stop)
 
 
@@ -253,29 +327,39 @@ class _Pending:
     clips: SegmentClips | None
     probs: np.ndarray
     missing: int
+    chunk: int
 
 
 @dataclass
 class _Video:
     task: VideoTask
     video_id: str | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (chunk, row)
     pending: int = 0  # segments whose faces are not all predicted yet
     segments: int = 0
     clips: int = 0
-    ended: bool = False
+    chunks: int | None = None  # known once the video is planned
+    logs: dict[int, TrackLog] = field(default_factory=dict)  # ended chunks
     error: str | None = None
     exception: BaseException | None = None
 
     @property
     def finished(self) -> bool:
-        return self.error is not None or (self.ended and self.pending == 0)
+        ended = self.chunks is not None and len(self.logs) == self.chunks
+        return self.error is not None or (ended and self.pending == 0)
 
     def result(self) -> VideoResult:
         if self.error is not None:
             rows = [error_row(self.task.video, self.video_id, self.error)]
             return VideoResult(self.task, self.video_id, rows, self.error, 0, 0, 0, self.exception)
-        rows = sorted(self.rows, key=lambda r: (r["segment"], r.get("track_id") or -1))
+        if (self.chunks or 0) > 1:  # one chunk: its tracker was the whole video's
+            maps = stitch([self.logs[k] for k in range(self.chunks or 0)])
+            for chunk, row in self.rows:
+                if row.get("track_id") is not None:
+                    row["track_id"] = maps[chunk][row["track_id"]]
+        rows = sorted(
+            (r for _, r in self.rows), key=lambda r: (r["segment"], r.get("track_id") or -1)
+        )
         tracks = len({r["track_id"] for r in rows if r["status"] == "ok"})
         return VideoResult(self.task, self.video_id, rows, None, self.segments, tracks, self.clips)
 
@@ -297,14 +381,17 @@ class _Batcher:
             events,
         )
         self.items: list[tuple[_Video, _Pending, int]] = []
+        self.oldest = 0.0  # when the oldest queued clip arrived
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, video: _Video, clips: SegmentClips) -> None:
+    def add(self, video: _Video, chunk: int, clips: SegmentClips) -> None:
         """Queue a segment's faces (a face-less segment is complete at once)."""
         n = len(clips.faces)
-        pending = _Pending(clips, np.zeros((n, len(self.class_names)), np.float32), n)
+        pending = _Pending(clips, np.zeros((n, len(self.class_names)), np.float32), n, chunk)
+        if not self.items:
+            self.oldest = time.perf_counter()
         video.segments += 1
         video.clips += n
         if n == 0:
@@ -319,7 +406,7 @@ class _Batcher:
             rows = segment_rows(
                 video.task.video, video.video_id, pending.clips, pending.probs, self.class_names
             )
-            video.rows += rows
+            video.rows += [(pending.chunk, row) for row in rows]
         pending.clips = None  # drop the pixels as soon as the rows exist
         self.stats.segments += 1
         self.events.segments_done(video.task, 1)
@@ -329,6 +416,7 @@ class _Batcher:
         batch, self.items = self.items[:limit], self.items[limit:]
         if not batch:
             return set()
+        self.oldest = time.perf_counter()
         t0 = time.perf_counter()
         clips = [p.clips.faces[i].clip for _, p, i in batch]  # type: ignore[union-attr]
         fbanks = [p.clips.fbank for _, p, _ in batch]  # type: ignore[union-attr]
@@ -357,29 +445,30 @@ def run_pipeline(
     batch_size: int = 8,
     workers: int = 2,
     queue_size: int | None = None,
+    flush_after_s: float = 0.5,
     events: PipelineEvents | None = None,
     stats: PipelineStats | None = None,
 ) -> Iterator[VideoResult]:
     """Run every video through the stages; yield each video as soon as it is finished.
 
     Videos come out in the order they finish, so a long video never holds back
-    the results (and their durability) of short ones done meanwhile. A video that fails in the media stages gives one error result and the run
-    goes on. Closing the generator (or Ctrl-C in the caller) stops the workers
-    and waits for each to finish its current segment.
+    the results (and their durability) of short ones done meanwhile. A video that
+    fails in the media stages gives one error result and the run goes on. The
+    model runs on full batches; a partial one once its oldest clip has waited
+    ``flush_after_s`` or no worker is left. Closing the generator (or Ctrl-C in
+    the caller) stops the workers and waits for each to finish its current segment.
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be at least 1")
     events = events or PipelineEvents()
     stats = stats if stats is not None else PipelineStats()
-    tasks: queue.Queue = queue.Queue()
-    for task in videos:
-        tasks.put(task)
-    workers = min(workers, max(1, len(videos)))
+    started = time.perf_counter()
+    work = _WorkQueue(videos)
     out: queue.Queue = queue.Queue(maxsize=queue_size or 2 * workers + 2)
     stop = threading.Event()
     threads = [
         threading.Thread(
-            target=produce, args=(tasks, out, stages, stop, stats), daemon=True, name=f"mmadfer-{i}"
+            target=produce, args=(work, out, stages, stop, stats), daemon=True, name=f"mmadfer-{i}"
         )
         for i in range(workers)
     ]
@@ -403,15 +492,17 @@ def run_pipeline(
             if len(batcher) >= batch_size:
                 touched |= batcher.flush(batch_size)
                 continue
+            waited = time.perf_counter() - batcher.oldest
+            if len(batcher) and (alive == 0 or waited >= flush_after_s):
+                touched |= batcher.flush(batch_size)  # no fuller batch is coming soon enough
+                continue
             try:
-                item = out.get_nowait()
+                timeout = max(flush_after_s - waited, 0.001) if len(batcher) else None
+                item = out.get(timeout=timeout) if alive else out.get_nowait()
             except queue.Empty:
-                if len(batcher):  # the model would otherwise wait: run what is ready
-                    touched |= batcher.flush(batch_size)
-                    continue
-                if alive == 0:
+                if alive == 0 and not len(batcher):
                     raise RuntimeError("pipeline workers exited with videos unfinished") from None
-                item = out.get()
+                continue
             if isinstance(item, _WorkerExit):
                 alive -= 1
                 if item.fatal is not None:
@@ -423,13 +514,17 @@ def run_pipeline(
             if isinstance(item, _Start):
                 video.video_id = item.video_id
                 events.video_started(video.task)
+            elif isinstance(item, _Planned):
+                video.chunks = item.chunks
             elif isinstance(item, _Segment):
-                batcher.add(video, item.clips)
+                batcher.add(video, item.chunk, item.clips)
             elif isinstance(item, _End):
-                video.ended = True
+                video.logs[item.chunk] = item.log
+                stats.chunks += 1
             elif isinstance(item, _Failed):
                 video.error, video.exception = item.message, item.exception
     finally:
+        stats.wall_s = time.perf_counter() - started
         # Let every worker finish its current segment and close its video: native decoder
         # threads must not be torn down by interpreter exit (that aborts the process).
         stop.set()
@@ -438,6 +533,21 @@ def run_pipeline(
                 out.get_nowait()
         for thread in threads:
             thread.join()
+
+
+@contextlib.contextmanager
+def cpu_threads(workers: int, device: torch.device) -> Iterator[None]:
+    """On the CPU, PyTorch threads per worker so that the workers together fill the cores
+    without oversubscribing them (each thread's OpenMP team would otherwise spin on all)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_predictor(
@@ -455,12 +565,19 @@ def model_predictor(
 
 
 def media_source(
-    settings: ClipSettings, make_detector: Callable[[], FaceDetector]
-) -> Callable[[], ClipSource]:
-    """The real media stage chain; each worker that opens it gets its own face detector."""
+    settings: ClipSettings, make_detector: Callable[[], FaceDetector], chunk_s: float = 0.0
+) -> tuple[Callable[[], ClipSource], Callable[[Path], int]]:
+    """The real media stage chain (each worker that opens it gets a face detector from
+    ``make_detector``), and the chunk count of a video for ``chunk_s``-second chunks."""
 
     def open_source() -> ClipSource:
         detector = make_detector()
-        return lambda path: iter_video_clips(path, settings, detector)
 
-    return open_source
+        def source(path: Path, job: ChunkJob) -> Iterable[SegmentClips]:
+            return iter_video_clips(
+                path, settings, detector, chunk_s=chunk_s, chunk_index=job.index, log=job.log
+            )
+
+        return source
+
+    return open_source, lambda path: count_chunks(path, settings, chunk_s)

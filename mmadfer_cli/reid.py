@@ -32,7 +32,7 @@ from mmadfer_cli.segments import CLIP_FRAMES
 if TYPE_CHECKING:
     from mmadfer_cli.clips import FaceClip, SegmentClips
     from mmadfer_cli.faces.embedding import FaceEmbedder
-    from mmadfer_cli.pipeline import ClipSource
+    from mmadfer_cli.pipeline import ChunkJob, ClipSource
 
 SCOPES = ("video", "run")
 DEFAULT_THRESHOLD = 0.5  # measured: benchmarks/reid_distances.py
@@ -95,8 +95,8 @@ def with_embeddings(
         source = open_source()
         embedder = make_embedder()
 
-        def clips(path: Path) -> Iterator[SegmentClips]:
-            segments = source(path)
+        def clips(path: Path, job: ChunkJob) -> Iterator[SegmentClips]:
+            segments = source(path, job)
             try:
                 for segment in segments:
                     yield embed_faces(segment, embedder, frames)

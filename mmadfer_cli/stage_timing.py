@@ -88,6 +88,7 @@ def time_stages(
     class_names: Sequence[str],
     batch_size: int = 8,
     workers: int = 2,
+    chunk_s: float = 60.0,
 ) -> StageTimes:
     """Run every stage alone over ``paths``, then the pipeline, and time them."""
     times = StageTimes(videos=len(paths))
@@ -123,7 +124,8 @@ def time_stages(
             predict(clips[start : start + batch_size], fbanks[start : start + batch_size])
         times.model_s = time.perf_counter() - t0
     del clips, fbanks
-    stages = Stages(media_source(settings, make_detector), video_id, predict)
+    open_source, chunks = media_source(settings, make_detector, chunk_s)
+    stages = Stages(open_source, video_id, predict, chunks)
     tasks = [VideoTask(i, str(p), Path(p)) for i, p in enumerate(paths)]
     stats = PipelineStats()
     t0 = time.perf_counter()

@@ -59,7 +59,7 @@ def _video_plan(path: Path) -> tuple[int, int, int]:
 
 
 def _source(produced: list[int] | None = None, fail: dict[str, int] | None = None):
-    def iter_clips(path: Path) -> Iterator[SimpleNamespace]:
+    def iter_clips(path: Path, job: object = None) -> Iterator[SimpleNamespace]:
         index, segments, faces = _video_plan(path)
         for s in range(segments):
             if fail and path.name in fail and s == fail[path.name]:
@@ -152,8 +152,8 @@ def test_a_long_video_does_not_hold_back_finished_ones() -> None:
     def source():
         iter_clips = plain()
 
-        def gated(path: Path) -> Iterator[SimpleNamespace]:
-            for i, clips in enumerate(iter_clips(path)):
+        def gated(path: Path, job: object = None) -> Iterator[SimpleNamespace]:
+            for i, clips in enumerate(iter_clips(path, job)):
                 if path.name.startswith("v0_") and i == 1:
                     release.wait(timeout=20)  # the long video stalls until the test says so
                 yield clips

@@ -19,11 +19,14 @@ def create_detector(
     threshold: float = 0.5,
     download: bool = True,
     device: str | torch.device = "cpu",
+    min_face: int = 20,
 ) -> FaceDetector:
     """A face detector by name.
 
     ``auto`` and ``mtcnn``: MTCNN, the detector the model's training faces were
-    cut with (weights from the installed ``mtcnn`` package), on ``device``.
+    cut with (weights from the installed ``mtcnn`` package), on ``device``,
+    searching faces from ``min_face`` pixels up (20, the official setting, by
+    default; larger is faster on large frames).
     ``insightface``: SCRFD from a model pack (``face_models`` or
     ``~/.insightface/models/buffalo_l``), downloaded by insightface when missing
     and ``download`` is true. ``dlib``: dlib's HOG detector. Raises
@@ -35,7 +38,7 @@ def create_detector(
     if name in ("auto", DEFAULT):
         from mmadfer_cli.faces.mtcnn import MtcnnDetector
 
-        return MtcnnDetector(device=device)
+        return MtcnnDetector(device=device, min_face=min_face)
     if name == "dlib":
         from mmadfer_cli.faces.dlib_backend import DlibHogDetector
 
