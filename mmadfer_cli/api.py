@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,7 @@ from mmadfer_cli.discover import discover_videos, path_text
 from mmadfer_cli.faces import create_detector, detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
-from mmadfer_cli.faces.shared import SharedDetector
+from mmadfer_cli.faces.shared import CountedDetector, DetectorStats, SharedDetector
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.inference import Precision, resolve_precision
 from mmadfer_cli.model.registry import resolve_model
@@ -34,6 +34,7 @@ from mmadfer_cli.pipeline import (
     Stages,
     VideoTask,
     cpu_threads,
+    default_workers,
     media_source,
     model_predictor,
     run_pipeline,
@@ -113,7 +114,7 @@ class Prepared:
     run: RunInfo
     stages: Stages
     people: People | None = None
-    shared_detector: SharedDetector | None = None  # the GPU detector all workers share
+    detection: DetectorStats = field(default_factory=DetectorStats)  # all workers' detection
 
 
 def prepare(
@@ -148,13 +149,15 @@ def prepare(
         torch_version=torch.__version__,
     )
     shared = SharedDetector(first) if device.type == "cuda" and first.name == "mtcnn" else None
+    detection = shared.stats if shared is not None else DetectorStats()
     detectors = [first]
 
     def make_detector() -> FaceDetector:
         # Called in worker threads: the first reuses the checked detector.
         if shared is not None:
             return shared
-        return detectors.pop() if detectors else _detector(settings, device)
+        own = detectors.pop() if detectors else _detector(settings, device)
+        return CountedDetector(own, detection)
 
     open_source, chunks = media_source(settings, make_detector, chunk_s)
     if reid is not None:
@@ -167,7 +170,7 @@ def prepare(
         predict=model_predictor(net, device, precision),
         chunks=chunks,
     )
-    return Prepared(run, stages, People(reid) if reid is not None else None, shared)
+    return Prepared(run, stages, People(reid) if reid is not None else None, detection)
 
 
 def annotate(
@@ -178,7 +181,7 @@ def annotate(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 8,
-    workers: int = 2,
+    workers: int = 0,
     chunk: float = 60.0,
     window: float = 3.0,
     stride: float | None = None,
@@ -209,6 +212,7 @@ def annotate(
     if not videos:
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
     torch_device = resolve_device(device)
+    workers = workers or default_workers(torch_device)
     settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
                              min_face_size, max_faces, track_iou, max_gap, detector, face_models)  # fmt: skip
     prepared = prepare(

@@ -243,16 +243,30 @@ class _WorkQueue:
         self._items: collections.deque[tuple[VideoTask, int | None, int]] = collections.deque(
             (task, None, 0) for task in videos
         )
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._opening = 0  # workers planning a video: its chunks may still come
         self.failed: set[int] = set()  # videos whose other chunks are skipped
 
-    def take(self) -> tuple[VideoTask, int | None, int] | None:
-        with self._lock:
-            return self._items.popleft() if self._items else None
+    def take(self, stop: threading.Event) -> tuple[VideoTask, int | None, int] | None:
+        """The next item; None once there is none and none can come (or the run stops)."""
+        with self._changed:
+            while not self._items and self._opening and not stop.is_set():
+                self._changed.wait(0.1)
+            if not self._items or stop.is_set():
+                return None
+            item = self._items.popleft()
+            if item[1] is None:
+                self._opening += 1
+            return item
 
-    def add_chunks(self, task: VideoTask, count: int) -> None:
-        with self._lock:
-            self._items.extendleft((task, k, count) for k in range(count - 1, 0, -1))
+    def planned(self, task: VideoTask, count: int | None) -> None:
+        """A video is planned (``count`` chunks; None when it could not be): its other chunks
+        go first in the queue."""
+        with self._changed:
+            self._opening -= 1
+            if count:
+                self._items.extendleft((task, k, count) for k in range(count - 1, 0, -1))
+            self._changed.notify_all()
 
 
 def _run_chunk(
@@ -295,7 +309,7 @@ def produce(
         _put(out, _WorkerExit(fatal=exc), stop)
         return
     while not stop.is_set():
-        item = work.take()
+        item = work.take(stop)
         if item is None:
             break
         task, chunk, count = item
@@ -303,10 +317,12 @@ def produce(
             continue
         try:
             if chunk is None:
-                if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
-                    break
-                count = stages.chunks(task.path)
-                work.add_chunks(task, count)
+                try:
+                    if not _put(out, _Start(task.index, stages.video_id(task.path)), stop):
+                        break
+                    count = stages.chunks(task.path)
+                finally:
+                    work.planned(task, count)
                 if not _put(out, _Planned(task.index, count), stop):
                     break
                 chunk = 0
@@ -445,7 +461,7 @@ def run_pipeline(
     batch_size: int = 8,
     workers: int = 2,
     queue_size: int | None = None,
-    flush_after_s: float = 0.5,
+    flush_after_s: float = 2.0,
     events: PipelineEvents | None = None,
     stats: PipelineStats | None = None,
 ) -> Iterator[VideoResult]:
@@ -533,6 +549,11 @@ def run_pipeline(
                 out.get_nowait()
         for thread in threads:
             thread.join()
+
+
+def default_workers(device: torch.device) -> int:
+    """One worker per CPU core, at most 8 (16 feeding a GPU, where decoding is the limit)."""
+    return max(1, min(os.cpu_count() or 1, 16 if device.type == "cuda" else 8))
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ shared GPU detector returns each caller its own faces."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -127,3 +128,34 @@ def test_shared_detector_passes_errors_to_the_callers() -> None:
 
     with pytest.raises(RuntimeError, match="out of memory"):
         SharedDetector(Broken()).detect([np.zeros((4, 4, 3), np.uint8)])
+
+
+def test_stats_file_says_where_the_time_went(checkpoint: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mmadfer_cli.cli import app
+
+    out, stats = tmp_path / "results.csv", tmp_path / "stats.json"
+    args = ["annotate", str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), "--out", str(out),
+            "--checkpoint", str(checkpoint), "--stats", str(stats), "--chunk", "3", "-q"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"MMADFER_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 0, result.output
+    report = json.loads(stats.read_text())
+    rows = pd.read_csv(out)
+    assert report["segments"] == rows.segment.nunique() == 2 and report["chunks"] == 2
+    assert report["model"]["clips"] == (rows.status == "ok").sum()
+    assert (
+        report["detector"]["frames"] >= 32
+        and 0 < report["detector"]["busy_s"] < report["wall_s"] * 2
+    )
+    assert 0 < report["model"]["busy_share"] < 1
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmadfer_cli.model import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bfloat16", lambda: True)
+    assert inference.resolve_precision("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(inference, "cpu_has_native_bfloat16", lambda: False)
+    assert inference.resolve_precision("auto", "cpu") == "float32"
+    assert inference.resolve_precision("float32", "cpu") == "float32"

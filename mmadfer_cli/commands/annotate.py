@@ -7,6 +7,7 @@ Progress and logs go to stderr; stdout carries data only (``--out -``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS, create_detector
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
+from mmadfer_cli.faces.shared import DetectorStats
 from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
@@ -55,6 +57,7 @@ from mmadfer_cli.pipeline import (
     VideoResult,
     VideoTask,
     cpu_threads,
+    default_workers,
     run_pipeline,
 )
 from mmadfer_cli.reid import DEFAULT_THRESHOLD, SCOPES, People, ReidSettings
@@ -179,17 +182,19 @@ def annotate(
     precision: str = typer.Option(
         "auto",
         "--precision",
-        help=f"{', '.join(PRECISION_CHOICES)}: auto is float32 on the CPU, bfloat16 (or float16) autocast on CUDA.",
+        help=f"{', '.join(PRECISION_CHOICES)}: auto is bfloat16 autocast on CUDA (float16 without "
+        "bfloat16) and on CPUs with native bfloat16 (AVX512-BF16, AMX), else float32.",
     ),
     batch_size: int = typer.Option(
         8, "--batch-size", "-b", min=1, help="Face clips per model call (across videos)."
     ),
     workers: int = typer.Option(
-        2,
+        0,
         "--workers",
         "-j",
-        min=1,
-        help="Threads decoding videos, detecting faces and cutting clips, in parallel with the model.",
+        min=0,
+        help="Threads decoding videos, detecting faces and cutting clips, in parallel with the "
+        "model. 0: one per CPU core, at most 8 (16 with a GPU).",
     ),
     chunk: float = typer.Option(
         60.0,
@@ -288,6 +293,13 @@ def annotate(
         "-q",
         help="Print only errors and warnings (no progress, no summary). \\[default: off]",
     ),
+    stats: Path | None = typer.Option(
+        None,
+        "--stats",
+        help="Write where the time went (each stage's busy seconds, batch sizes, chunks/s) "
+        "to this JSON file.",
+        show_default=False,
+    ),
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -311,6 +323,7 @@ def annotate(
         videos = discover_videos(inputs, recursive=recursive, globs=globs)
         torch_device = resolve_device(device)
         mode = resolve_precision(precision, torch_device)
+        workers = workers or default_workers(torch_device)
     except (PathNotFoundError, ValueError) as exc:
         raise _usage_error(str(exc)) from exc
     if not videos:
@@ -374,7 +387,9 @@ def annotate(
 
     names = [path_text(v) for v in videos]
     with cpu_threads(workers, torch_device):
+        pipeline_stats = PipelineStats()
         exit_code, failures = _run(
+            pipeline_stats,
             tasks,
             prepared.stages,
             prepared.people,
@@ -386,6 +401,8 @@ def annotate(
             quiet,
             debug,
         )
+    if stats is not None:
+        _write_stats(stats, pipeline_stats, prepared.detection, workers, batch_size, chunk)
     failures = previous_failures + failures
     if failures:
         _err.print(f"[red]{len(failures)} video(s) failed:[/]")
@@ -418,6 +435,7 @@ def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector
 
 
 def _run(
+    stats: PipelineStats,
     tasks: list[VideoTask],
     stages: Stages,
     people: People | None,
@@ -433,7 +451,6 @@ def _run(
     written or an internal error stopped the run; 130 when interrupted) and the failed videos
     with their reasons."""
     schema = run.schema()
-    stats = PipelineStats()
     events = _Progress(len(tasks), quiet)
     results: list[VideoResult] = []
     started = time.perf_counter()
@@ -501,6 +518,53 @@ def _run(
         skipped = len(all_videos) - len(tasks)
         _summary(results, stats, skipped, wall, str(where or "stdout"))
     return 0, failures
+
+
+def _write_stats(
+    path: Path,
+    stats: PipelineStats,
+    detection: DetectorStats,
+    workers: int,
+    batch_size: int,
+    chunk_s: float,
+) -> None:
+    """Where the time went, as JSON: busy seconds and shares of the wall time per stage."""
+    wall = max(stats.wall_s, 1e-9)
+    report = {
+        "wall_s": stats.wall_s,
+        "videos": stats.videos,
+        "chunks": stats.chunks,
+        "segments": stats.segments,
+        "chunks_per_s": stats.chunks / wall,
+        "segments_per_s": stats.segments / wall,
+        "workers": workers,
+        "chunk_s": chunk_s,
+        "media": {  # decode, faces, crops, filterbank: summed over the workers
+            "busy_s": stats.produce_s,
+            "busy_share_per_worker": stats.produce_s / (wall * workers),
+        },
+        "detector": {
+            "busy_s": detection.busy_s,
+            "busy_share": detection.busy_s / wall,
+            "calls": detection.calls,
+            "frames": detection.frames,
+            "frames_per_call": detection.frames / max(detection.calls, 1),
+        },
+        "model": {
+            "busy_s": stats.model_s,
+            "busy_share": stats.model_s / wall,
+            "batches": stats.batches,
+            "clips": stats.clips,
+            "clips_per_batch": stats.clips / max(stats.batches, 1),
+            "batch_size": batch_size,
+        },
+    }
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        _err.print(
+            f"[yellow]warning:[/] cannot write --stats {escape(str(path))}: {escape(_os_reason(exc))}"
+        )
 
 
 def _os_reason(exc: OSError) -> str:

@@ -29,11 +29,33 @@ class _Request:
 
 @dataclass
 class DetectorStats:
-    """Calls, frames and busy seconds of the shared detector (for the run's statistics)."""
+    """Calls, frames and busy seconds of a run's face detection (summed over detectors)."""
 
     calls: int = 0
     frames: int = 0
     busy_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, frames: int, seconds: float) -> None:
+        with self._lock:
+            self.calls += 1
+            self.frames += frames
+            self.busy_s += seconds
+
+
+class CountedDetector:
+    """A worker's own detector, counted into the run's ``DetectorStats``."""
+
+    def __init__(self, detector: FaceDetector, stats: DetectorStats) -> None:
+        self.detector, self.stats = detector, stats
+        self.name = detector.name
+        self.weights_sha256 = getattr(detector, "weights_sha256", None)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        found = self.detector.detect(frames)
+        self.stats.add(len(frames), time.perf_counter() - t0)
+        return found
 
 
 class SharedDetector:
@@ -89,9 +111,7 @@ class SharedDetector:
                     r.error = exc
                     r.done.set()
                 continue
-            self.stats.busy_s += time.perf_counter() - t0
-            self.stats.calls += 1
-            self.stats.frames += len(frames)
+            self.stats.add(len(frames), time.perf_counter() - t0)
             first = 0
             for r in requests:
                 r.boxes = found[first : first + len(r.frames)]
