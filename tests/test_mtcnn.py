@@ -131,9 +131,10 @@ def test_auto_is_mtcnn_on_the_requested_device() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_finds_the_same_faces_as_the_cpu(detector: MtcnnDetector) -> None:
-    frames = np.concatenate(
-        [_frames("group_conversation.mp4", [0, 90, 170]), _frames("single_speaker.mp4", [0, 100])]
-    )
+    frames = [
+        *_frames("group_conversation.mp4", [0, 90, 170]),
+        *_frames("single_speaker.mp4", [0, 100]),
+    ]
     corner_errors = []
     for ours, cpu in zip(
         MtcnnDetector("cuda").detect(frames), detector.detect(frames), strict=True
