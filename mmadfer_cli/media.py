@@ -128,6 +128,10 @@ class _AudioTrack:
             self._buffer_start is None or self._buffer_start + self._buffered < end
         ):
             self._decode_next()
+            if self._buffer_start is not None and self._buffer_start + self._buffered <= start:
+                # Decoded only to reach ``start`` (a chunk deep in a long video): not kept.
+                self._buffer_start += self._buffered
+                self._chunks, self._buffered = [], 0
         if self._buffer_start is None:  # the track has no samples at all
             return np.zeros((self.channels, 0), dtype=np.float32)
         held = (
