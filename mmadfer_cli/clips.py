@@ -23,8 +23,17 @@ from mmadfer_cli.faces import FaceDetector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps
-from mmadfer_cli.media import Video, VideoInfo, open_video
+from mmadfer_cli.media import (
+    DamagedAudioError,
+    DamagedFramesError,
+    Video,
+    VideoInfo,
+    open_video,
+)
 from mmadfer_cli.segments import Segment, plan_segments, span_segment
+
+DETECT_MAX_SIDE = 1920  # larger frames are shrunk for face detection (see detect_faces)
+DETECT_CPU_PIXELS = 1 << 22  # pixels per detector call on the CPU (about two 1080p frames)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class SegmentClips:
     has_audio: bool
     fbank: torch.Tensor  # float32 (512, 128)
     faces: list[FaceClip]
+    error: str | None = None  # why this segment cannot be annotated (a damaged stretch)
 
 
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
@@ -134,6 +144,45 @@ class TrackLog:
 DECODE_BATCH = 16  # warm-up frames decoded at a time (bounds memory on large frames)
 
 
+def detect_faces(detector: FaceDetector, frames: np.ndarray) -> list[np.ndarray]:
+    """Faces in frames, found on copies shrunk to at most ``DETECT_MAX_SIDE`` pixels.
+
+    Beyond 1080p a detector's memory and time grow with the pixels (MTCNN held
+    about 1 GB more for a 4K segment) while the faces it adds are tiny (under
+    40 px at 4K, 1 % of the height). Frames up to 1920 px, like the videos the
+    model was trained on, are detected as they are. Shrinking is by an integer
+    factor with box averaging; boxes come back in the original pixels.
+    """
+    if not len(frames):
+        return []
+    height, width = frames[0].shape[:2]
+    factor = -(-max(height, width) // DETECT_MAX_SIDE)  # ceiling division
+    # On the CPU a few frames per call: a detector's working memory grows with the batch.
+    device = getattr(detector, "device", None)
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    step = max(1, DETECT_CPU_PIXELS * factor**2 // (height * width)) if on_cpu else len(frames)
+    found: list[np.ndarray] = []
+    for first in range(0, len(frames), step):
+        part = frames[first : first + step]
+        if factor > 1:
+            part = np.stack([_shrink(frame, factor) for frame in part])
+        found += detector.detect(part)
+    if factor == 1:
+        return found
+    scale = np.array([factor] * 4 + [1], np.float32)
+    return [boxes * scale if len(boxes) else boxes for boxes in found]
+
+
+def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Box-average ``factor`` x ``factor`` pixel blocks (a partial last row or column dropped)."""
+    h, w = frame.shape[0] // factor, frame.shape[1] // factor
+    total = np.zeros((h, w, frame.shape[2]), np.uint32)
+    for dy in range(factor):
+        for dx in range(factor):
+            total += frame[dy : h * factor : factor, dx : w * factor : factor]
+    return ((total + factor * factor // 2) // (factor * factor)).astype(np.uint8)
+
+
 def iter_video_clips(
     path: str | os.PathLike[str],
     settings: ClipSettings,
@@ -154,6 +203,8 @@ def iter_video_clips(
     Faces are detected and tracked on the union of all segments' sampled frames in
     time order, so that overlapping windows (a stride shorter than the window) share
     one consistent set of tracks. Frames are kept only while a segment still needs them.
+    A segment with frames or sound that cannot be decoded (a damaged stretch) comes with
+    its ``error`` and no faces; the others are unaffected.
     """
     log = log if log is not None else TrackLog()
     with open_video(path) as video:
@@ -169,10 +220,20 @@ def iter_video_clips(
         tail_from = float(times[max(segments[stop - 1].frame_indices)]) - warmup_s(settings)
         seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (boxes, track ids)
         decoded: dict[int, np.ndarray] = {}  # frame -> pixels
+        damaged: dict[int, str] = {}  # frame that cannot be decoded -> why
 
         def track(batch: list[int], needed_from: int) -> None:
-            frames = video.frames(batch)
-            for index, frame, found in zip(batch, frames, detector.detect(frames), strict=True):
+            try:
+                frames = video.frames(batch)
+            except DamagedFramesError as error:  # track what decoded, remember the rest
+                damaged.update(dict.fromkeys(error.missing, str(error)))
+                batch = sorted(error.frames)
+                if not batch:
+                    return
+                frames = np.stack([error.frames[i] for i in batch])
+            for index, frame, found in zip(
+                batch, frames, detect_faces(detector, frames), strict=True
+            ):
                 boxes = keep_faces(
                     found,
                     video.info.width,
@@ -208,16 +269,35 @@ def iter_video_clips(
             batch, done = sampled[done:upto], upto
             if batch:
                 track(batch, 0)
-            unique = np.unique(segment.frame_indices)
-            frames = np.stack([decoded[int(i)] for i in unique])
-            positions = np.searchsorted(unique, segment.frame_indices)
-            faces = _face_clips(segment, unique, positions, frames, seen, settings)
-            has_audio, fbank = segment_fbank(video, segment)
+            why = next((damaged[i] for i in segment.frame_indices if i in damaged), None)
+            if why is None:
+                item = _segment_clips(video, segment, decoded, seen, settings)
+            else:
+                item = SegmentClips(segment, video.info.has_audio, silent_fbank(), [], error=why)
             if k + 1 < len(segments):  # forget frames no later segment samples
                 keep = segments[k + 1].frame_indices[0]
                 seen = {i: v for i, v in seen.items() if i >= keep}
                 decoded = {i: v for i, v in decoded.items() if i >= keep}
-            yield SegmentClips(segment, has_audio, fbank, faces)
+            yield item
+
+
+def _segment_clips(
+    video: Video,
+    segment: Segment,
+    decoded: dict[int, np.ndarray],
+    seen: dict[int, tuple[np.ndarray, np.ndarray]],
+    settings: ClipSettings,
+) -> SegmentClips:
+    """A segment whose frames all decoded: its face clips and filterbank."""
+    unique = np.unique(segment.frame_indices)
+    frames = [decoded[int(i)] for i in unique]  # views of the decoded batches: no copy
+    positions = np.searchsorted(unique, segment.frame_indices)
+    faces = _face_clips(segment, unique, positions, frames, seen, settings)
+    try:
+        has_audio, fbank = segment_fbank(video, segment)
+    except DamagedAudioError as error:
+        return SegmentClips(segment, True, silent_fbank(), [], error=str(error))
+    return SegmentClips(segment, has_audio, fbank, faces)
 
 
 def count_chunks(path: str | os.PathLike[str], settings: ClipSettings, chunk_s: float) -> int:
@@ -230,7 +310,7 @@ def _face_clips(
     segment: Segment,
     unique: np.ndarray,
     positions: np.ndarray,
-    frames: np.ndarray,
+    frames: list[np.ndarray],
     seen: dict[int, tuple[np.ndarray, np.ndarray]],
     settings: ClipSettings,
 ) -> list[FaceClip]:

@@ -12,6 +12,7 @@ rotation metadata the way ``ffmpeg`` does. Every failure becomes a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,27 @@ _ID_CHUNK = 1 << 20
 
 class MediaError(Exception):
     """A file that cannot be used as a video; the message says why, for the user."""
+
+
+class DamagedFramesError(MediaError):
+    """Some of the requested frames cannot be decoded, even by the second decoder.
+
+    ``frames`` holds the ones that could be (index -> pixels), ``missing`` the others.
+    """
+
+    def __init__(self, message: str, frames: dict[int, np.ndarray], missing: list[int]) -> None:
+        super().__init__(message)
+        self.frames = frames
+        self.missing = missing
+
+
+class DamagedAudioError(MediaError):
+    """The sound of a requested span cannot be decoded, in whole or in part."""
+
+
+def seconds_span(start_s: float, end_s: float) -> str:
+    """A stretch of time in words: ``12.04-15.00 s``."""
+    return f"{start_s:.2f}-{end_s:.2f} s"
 
 
 @dataclass(frozen=True)
@@ -66,20 +88,31 @@ def _rotate(frame: np.ndarray, degrees: int) -> np.ndarray:
 
 
 class _AudioTrack:
-    """Sequential reader of one audio stream; keeps only the samples still needed."""
+    """Sequential reader of one audio stream; keeps only the samples still needed.
+
+    Packets that cannot be decoded are skipped: their time becomes silence on
+    the timeline and is remembered, so a read that overlaps it is refused
+    (``DamagedAudioError``) while the rest of the track reads normally. The
+    decoder is our own, made afresh after damage: garbage can change its
+    channel layout for good (AAC read 27 channels from a scrambled packet on).
+    """
 
     def __init__(self, path: Path, origin_s: float) -> None:
         self._path = path
         self._origin_s = origin_s
         self._container = av.open(str(path))
         self._stream = self._container.streams.audio[0]
-        self.sample_rate = int(self._stream.rate)
-        self.channels = int(self._stream.channels)
-        self._frames: Iterator[av.AudioFrame] | None = None
+        codec = self._stream.codec_context
+        self.sample_rate = int(codec.sample_rate)
+        self.channels = int(codec.channels)
+        self._codec = (codec.name, codec.extradata, codec.layout)
+        self._packets: Iterator[av.Packet] | None = None
         self._chunks: list[np.ndarray] = []
         self._buffered = 0  # samples held in _chunks
         self._buffer_start: int | None = None  # timeline sample index of the first held sample
         self._exhausted = False
+        self._skipped = False  # a packet was skipped since the last decoded frame
+        self.damaged: list[tuple[float, float]] = []  # timeline seconds that could not be decoded
 
     def _restart(self) -> None:
         """Decode from the top of the track with a fresh decoder.
@@ -89,30 +122,87 @@ class _AudioTrack:
         the top gives the samples the official loader (which reads the whole
         file) sees. Audio decodes at hundreds of times real time.
         """
-        if self._frames is not None:
+        if self._packets is not None:
             self._container.close()
             self._container = av.open(str(self._path))
             self._stream = self._container.streams.audio[0]
         self._resampler = av.AudioResampler(
-            format="fltp", layout=self._stream.layout, rate=self.sample_rate
+            format="fltp", layout=self._codec[2], rate=self.sample_rate
         )
-        self._frames = self._container.decode(self._stream)
+        self._new_decoder()
+        self._packets = self._container.demux(self._stream)
         self._chunks, self._buffered = [], 0
         self._buffer_start = None
         self._exhausted = False
+        self._skipped = False
+
+    def _new_decoder(self) -> None:
+        name, extradata, layout = self._codec
+        self._decoder = av.CodecContext.create(name, "r")
+        self._decoder.extradata = extradata
+        self._decoder.sample_rate = self.sample_rate
+        self._decoder.layout = layout
+
+    def _seconds(self, pts: int | None) -> float | None:
+        return None if pts is None else float(pts * self._stream.time_base) - self._origin_s
 
     def _decode_next(self) -> None:
-        assert self._frames is not None
+        assert self._packets is not None
         try:
-            frame = next(self._frames)
+            packet = next(self._packets)
         except StopIteration:
             self._exhausted = True
             return
-        except av.FFmpegError as error:
-            raise MediaError(f"{self._path}: audio track cannot be decoded: {error}") from error
+        except av.FFmpegError:  # the container cannot be read further
+            self._exhausted = True
+            rest = (self._buffer_end_s(), float("inf"))
+            if rest not in self.damaged:
+                self.damaged.append(rest)
+            return
+        try:
+            frames = self._decoder.decode(packet if packet.size else None)
+        except av.FFmpegError:
+            frames = None
+        if frames is None or any(
+            f.layout.nb_channels != self.channels or f.sample_rate != self.sample_rate
+            for f in frames
+        ):
+            self._damage(packet)
+            return
+        for frame in frames:
+            self._add(frame)
+
+    def _damage(self, packet: av.Packet) -> None:
+        """Remember a packet's time as undecodable and start a fresh decoder after it."""
+        start = self._seconds(packet.pts)
+        if start is None:
+            start = self._buffer_end_s()
+        length = (
+            float(packet.duration * self._stream.time_base)
+            if packet.duration
+            else 1024 / self.sample_rate  # one AAC frame
+        )
+        if (start, start + length) not in self.damaged:  # decoding again after a restart
+            self.damaged.append((start, start + length))
+        self._skipped = True
+        self._new_decoder()
+
+    def _buffer_end_s(self) -> float:
         if self._buffer_start is None:
-            seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
-            self._buffer_start = round((seconds - self._origin_s) * self.sample_rate)
+            return 0.0
+        return (self._buffer_start + self._buffered) / self.sample_rate
+
+    def _add(self, frame: av.AudioFrame) -> None:
+        seconds = self._seconds(frame.pts)
+        if self._buffer_start is None:
+            self._buffer_start = round((seconds or 0.0) * self.sample_rate)
+        elif self._skipped and seconds is not None:
+            # Skipped packets leave a hole: place this frame at its own time, silence between.
+            gap = round(seconds * self.sample_rate) - (self._buffer_start + self._buffered)
+            if gap > 0:
+                self._chunks.append(np.zeros((self.channels, gap), np.float32))
+                self._buffered += gap
+        self._skipped = False
         for out in self._resampler.resample(frame):
             samples = out.to_ndarray().astype(np.float32, copy=False)
             self._chunks.append(samples)
@@ -122,7 +212,7 @@ class _AudioTrack:
         """Samples of [start_s, end_s) on the video's timeline, (channels, samples) float32."""
         start = max(round(start_s * self.sample_rate), 0)
         end = max(round(end_s * self.sample_rate), start)
-        if self._frames is None or (self._buffer_start is not None and start < self._buffer_start):
+        if self._packets is None or (self._buffer_start is not None and start < self._buffer_start):
             self._restart()
         while not self._exhausted and (
             self._buffer_start is None or self._buffer_start + self._buffered < end
@@ -132,6 +222,13 @@ class _AudioTrack:
                 # Decoded only to reach ``start`` (a chunk deep in a long video): not kept.
                 self._buffer_start += self._buffered
                 self._chunks, self._buffered = [], 0
+        bad = [(a, b) for a, b in self.damaged if a < end_s and b > start_s]
+        if bad:
+            first, last = max(bad[0][0], start_s), min(bad[-1][1], end_s)
+            raise DamagedAudioError(
+                f"the sound at {seconds_span(first, last)} cannot be decoded "
+                "(the file is damaged there)"
+            )
         if self._buffer_start is None:  # the track has no samples at all
             return np.zeros((self.channels, 0), dtype=np.float32)
         held = (
@@ -164,18 +261,19 @@ class Video:
         self._probe = probe
         self._decord: decord.VideoReader | None = None
         self._pyav: _PyAVFrames | None = None
+        self._unreadable = False  # neither decoder can read the frames any more
         self._audio: _AudioTrack | None = None
         try:
             self._decord = decord.VideoReader(str(path), num_threads=1)
             count = len(self._decord)
-            last = self._decord[count - 1].asnumpy()  # proves the whole file decodes to the end
+            first = self._decord[0].asnumpy()  # decord decodes this codec (AV1: it does not)
             self._park_decoder()
             # decord gives float32 seconds (0.04 -> 0.03999999910593033); container time bases
             # are far coarser than a microsecond, so rounding restores the exact times.
             spans = np.round(self._decord.get_frame_timestamp(range(count)).astype(np.float64), 6)
             times = spans[:, 0]
             duration = float(spans[-1, 1])
-            height, width = last.shape[:2]
+            height, width = first.shape[:2]
             fps = float(self._decord.get_avg_fps())
             backend = "decord"
         except Exception:  # decord raises assorted error types for files it cannot handle
@@ -185,11 +283,21 @@ class Video:
             width, height, fps = self._pyav.width, self._pyav.height, self._pyav.fps
             backend = "pyav"
         self.frame_times = times - times[0]
+        # A file cut short holds fewer frames than its header promises: the missing ones
+        # get times at the frame rate, so their segments are planned and reported.
+        self._readable = len(times)  # frames the decoders know of
+        self._readable_s = duration - float(times[0])  # where what the file holds ends
+        duration_s = max(self._readable_s, float(self.frame_times[-1]))
+        missing = probe.declared_frames - len(times)
+        if missing > 0 and fps > 0:
+            extra = self._readable_s + np.arange(missing) / fps
+            self.frame_times = np.concatenate([self.frame_times, np.round(extra, 6)])
+            duration_s = float(self.frame_times[-1]) + 1 / fps
         self.info = VideoInfo(
             path=path,
             fps=fps,
-            frame_count=len(times),
-            duration_s=max(duration - float(times[0]), float(self.frame_times[-1])),
+            frame_count=len(self.frame_times),
+            duration_s=duration_s,
             width=int(width),
             height=int(height),
             has_audio=probe.has_audio,
@@ -199,22 +307,59 @@ class Video:
         )
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` (repeats allowed), uint8 RGB (len, height, width, 3)."""
+        """Frames at ``indices`` (repeats allowed), uint8 RGB (len, height, width, 3).
+
+        A stretch decord cannot decode is read again with PyAV, which skips what
+        is damaged; frames that still cannot be decoded raise ``DamagedFramesError``
+        carrying the others.
+        """
         wanted = np.asarray(indices, dtype=np.int64)
         if wanted.size and (wanted.min() < 0 or wanted.max() >= self.info.frame_count):
             raise IndexError(f"frame index out of range 0..{self.info.frame_count - 1}")
         unique, inverse = np.unique(wanted, return_inverse=True)
+        batch = np.empty((len(unique), self.info.height, self.info.width, 3), np.uint8)
+        decoded = self._read(unique.tolist(), batch)
+        if len(decoded) < len(unique):
+            frames = {int(unique[k]): batch[k] for k in sorted(decoded)}
+            missing = [int(i) for k, i in enumerate(unique) if k not in decoded]
+            first, last = (float(t) for t in self.frame_times[[missing[0], missing[-1]]])
+            readable_s = self._pyav.readable_s if self._pyav is not None else self._readable_s
+            if first >= min(readable_s, self._readable_s):
+                why = f"the file is cut short: it ends at {readable_s:.2f} s"
+            else:
+                why = "the file is damaged there"
+            raise DamagedFramesError(
+                f"the frames at {seconds_span(first, last)} cannot be decoded ({why})",
+                frames,
+                missing,
+            )
+        in_order = len(unique) == len(wanted) and bool(np.all(unique == wanted))
+        return batch if in_order else batch[inverse]
+
+    def _read(self, indices: list[int], out: np.ndarray) -> set[int]:
+        """Decode sorted unique frame ``indices`` into ``out``; the positions that decoded."""
+        indices = [i for i in indices if i < self._readable]  # sorted: positions stay the same
+        if not indices:
+            return set()
         if self._decord is not None:
             try:
-                batch = self._decord.get_batch(unique.tolist()).asnumpy()
-            except Exception as error:
-                raise MediaError(f"frames cannot be decoded: {error}") from error
+                for position, index in enumerate(indices):  # one at a time: no 4K batch copies
+                    out[position] = self._decord.get_batch([index]).asnumpy()[0]
+                return set(range(len(indices)))
+            except Exception:  # decord raises assorted errors on damaged data: PyAV from now on
+                self._decord = None
             finally:
-                self._park_decoder()
-        else:
-            assert self._pyav is not None
-            batch = self._pyav.read(unique.tolist())
-        return batch[inverse]
+                if self._decord is not None:
+                    self._park_decoder()
+        if self._pyav is None:
+            if self._unreadable:
+                return set()
+            try:
+                self._pyav = _PyAVFrames(self.path, self._probe)
+            except MediaError:
+                self._unreadable = True  # PyAV cannot read the stream either
+                return set()
+        return self._pyav.read(self.frame_times[indices], out)
 
     def _park_decoder(self) -> None:
         """Stop decord's decoding thread from running ahead.
@@ -255,6 +400,7 @@ class _Probe:
 
     rotation: int
     origin_s: float  # the video stream's start time: time 0 of frames and audio
+    declared_frames: int  # as the container's header says (0: not said)
     has_audio: bool
     sample_rate: int | None
     channels: int | None
@@ -294,6 +440,7 @@ def _probe(path: Path) -> _Probe:
         return _Probe(
             rotation=rotation,
             origin_s=origin,
+            declared_frames=int(stream.frames or 0),
             has_audio=audio is not None,
             sample_rate=int(audio.rate) if audio is not None else None,
             channels=int(audio.channels) if audio is not None else None,
@@ -301,85 +448,132 @@ def _probe(path: Path) -> _Probe:
 
 
 class _PyAVFrames:
-    """Frame access with PyAV: an index of packet times, then sequential decoding."""
+    """Frame access with PyAV: an index of packet times, then decoding forward.
+
+    Reads start at the keyframe before the first wanted frame (or go on from the
+    last read when that is nearer) and match frames by their timestamps, so
+    packets that cannot be decoded cost only their own frames, and a file cut
+    short still gives every frame before the cut.
+    """
 
     def __init__(self, path: Path, probe: _Probe) -> None:
         self._path = path
         self._rotation = probe.rotation
+        packets: list[tuple[int | None, int, bool]] = []  # pts, duration, keyframe
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
-                declared = int(stream.frames or 0)
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-                pts = []
-                durations = []
-                for packet in container.demux(stream):
-                    if packet.size == 0:
-                        continue
-                    pts.append(packet.pts)
-                    durations.append(packet.duration or 0)
-                tb = float(stream.time_base)
+                self._time_base = stream.time_base
+                self.width, self.height = stream.codec_context.width, stream.codec_context.height
+                with contextlib.suppress(av.FFmpegError):  # damaged or cut short: what was read
+                    for packet in container.demux(stream):
+                        if packet.size:
+                            packets.append((packet.pts, packet.duration or 0, packet.is_keyframe))
         except av.FFmpegError as error:
             raise MediaError(f"{path}: video stream cannot be read ({error.strerror})") from error
-        if not pts:
+        if not packets:
             raise MediaError(f"{path}: the video stream has no frames")
-        self.fps = float(rate) if rate else 0.0
-        if any(p is None for p in pts) or self.fps <= 0:
-            if self.fps <= 0:
-                self.fps = 25.0
-            self.times = np.arange(len(pts)) / self.fps
-            self.duration = len(pts) / self.fps
+        if probe.rotation % 180:
+            self.width, self.height = self.height, self.width
+        self.fps = float(rate) if rate else 25.0
+        tb = float(self._time_base)
+        if any(p is None for p, _, _ in packets):  # no timestamps: frames are counted instead
+            self._pts: np.ndarray | None = None
+            self._keys = np.zeros(0, np.int64)
+            self.times = np.arange(len(packets)) / self.fps
+            last = packets[-1][1]
         else:
-            order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
-            self.times = np.asarray(pts, dtype=np.float64)[order] * tb
-            last = durations[order[-1]] * tb or 1.0 / self.fps
-            self.duration = float(self.times[-1] + last)
-        if declared and len(pts) < declared:
-            raise MediaError(
-                f"{path}: truncated: the file ends after {len(pts)} of {declared} frames"
-            )
+            stamps = np.array([p for p, _, _ in packets], np.int64)
+            order = np.argsort(stamps, kind="stable")
+            self._pts = stamps[order]
+            self._keys = np.sort(stamps[[key for _, _, key in packets]])
+            self.times = self._pts * tb
+            last = packets[order[-1]][1]
+        # Where what the file holds ends, on the timeline (from the first frame).
+        self.readable_s = float(self.times[-1] - self.times[0] + (last * tb or 1.0 / self.fps))
+        self.duration = float(self.times[0] + self.readable_s)
         self._container: av.container.InputContainer | None = None
-        self._decoded: Iterator[av.VideoFrame] | None = None
-        self._next = 0
-        first = self._frame_at(0)
-        self.height, self.width = first.shape[:2]
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._last: int | None = None  # pts (or count) of the last frame decoded
 
-    def _restart(self) -> None:
-        self.close()
-        self._container = av.open(str(self._path))
+    def _start(self, pts: int | None) -> None:
+        """Decode from the keyframe at or before ``pts`` (from the top when None)."""
+        if self._container is None:
+            self._container = av.open(str(self._path))
         stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"
-        self._decoded = self._container.decode(stream)
-        self._next = 0
+        self._container.seek(0 if pts is None else int(pts), stream=stream, backward=True)
+        self._frames = self._decode(self._container, stream)
+        self._last = None
 
-    def _frame_at(self, index: int) -> np.ndarray:
-        if self._decoded is None or index < self._next:
-            self._restart()
-        assert self._decoded is not None
-        try:
-            while True:
-                frame = next(self._decoded)
-                self._next += 1
-                if self._next - 1 == index:
-                    return _rotate(frame.to_ndarray(format="rgb24"), self._rotation)
-        except StopIteration:
-            raise MediaError(
-                f"{self._path}: truncated: frame {index} of {len(self.times)} cannot be decoded"
-            ) from None
-        except av.FFmpegError as error:
-            raise MediaError(
-                f"{self._path}: truncated or corrupt at frame {self._next} ({error.strerror})"
-            ) from error
+    @staticmethod
+    def _decode(
+        container: av.container.InputContainer, stream: av.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """Decoded frames, skipping packets that cannot be decoded; ends where reading fails."""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.FFmpegError):
+                return
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            yield from frames
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at sorted unique ``indices``."""
-        return np.stack([self._frame_at(i) for i in indices])
+    def read(self, times: np.ndarray, out: np.ndarray) -> set[int]:
+        """Decode the frames at sorted ``times`` (seconds from the first frame) into ``out``;
+        the positions decoded."""
+        tol = 0.5 / self.fps
+        times = times + self.times[0]
+        if self._pts is None:  # frames counted from the top
+            wanted = {round(t * self.fps): k for k, t in enumerate(times)}
+            if self._frames is None or self._last is None or min(wanted) <= self._last:
+                self._start(None)
+                self._last = -1
+        else:
+            nearest = np.clip(np.searchsorted(self.times, times - tol), 0, len(self.times) - 1)
+            wanted = {
+                int(self._pts[j]): k
+                for k, (t, j) in enumerate(zip(times, nearest, strict=True))
+                if j < len(self._pts) and abs(self.times[j] - t) <= tol
+            }
+            if not wanted:
+                return set()
+            first = min(wanted)
+            before = self._keys[self._keys <= first]
+            key = int(before[-1]) if len(before) else None
+            stale = self._last is None or first <= self._last
+            if self._frames is None or stale or (key is not None and key > self._last):
+                self._start(key if key is not None else first)
+        assert self._frames is not None
+        done: set[int] = set()
+        end = max(wanted)
+        for frame in self._frames:
+            if self._pts is None:
+                self._last = (self._last if self._last is not None else -1) + 1
+                stamp = self._last
+            elif frame.pts is None:
+                continue
+            else:
+                stamp = self._last = int(frame.pts)
+            position = wanted.get(stamp)
+            if position is not None:
+                pixels = _rotate(frame.to_ndarray(format="rgb24"), self._rotation)
+                if pixels.shape == out.shape[1:]:  # a frame of another size counts as damaged
+                    out[position] = pixels
+                    done.add(position)
+            if stamp >= end:
+                break
+        return done
 
     def close(self) -> None:
         if self._container is not None:
             self._container.close()
         self._container = None
-        self._decoded = None
+        self._frames = None
 
 
 def open_video(path: str | os.PathLike[str]) -> Video:

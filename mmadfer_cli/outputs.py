@@ -20,13 +20,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from mmadfer_cli.discover import path_text
 from mmadfer_cli.lockfile import OutputLock
 from mmadfer_cli.reid import EMBEDDINGS_KEY
 
@@ -48,8 +49,16 @@ _DIR_RUN_FILE = ".mmadfer-run.json"
 _DIR_LOCK_FILE = ".mmadfer.lock"
 
 
-Done = dict[str, tuple[str | None, str | None]]
-"""Videos finished by an earlier run: video (as given) -> (video_id, error message or None)."""
+class Finished(NamedTuple):
+    """A video an earlier run finished."""
+
+    video_id: str | None
+    error: str | None  # why the whole video failed
+    damaged: list[tuple[float, float, str]]  # segments that could not be read: start, end, why
+
+
+Done = dict[str, Finished]
+"""Videos finished by an earlier run, by the ``video`` column."""
 
 
 class OutputError(Exception):
@@ -94,7 +103,8 @@ def segment_rows(
     probs: np.ndarray,
     class_names: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """Rows of one segment: one per face track (``probs`` row i is ``seg.faces[i]``), else ``no_face``."""
+    """Rows of one segment: one per face track (``probs`` row i is ``seg.faces[i]``), else
+    ``no_face``; one ``error`` row for a segment that could not be read."""
     base = {
         "video": video,
         "video_id": video_id,
@@ -103,6 +113,8 @@ def segment_rows(
         "end_s": float(seg.segment.end_s),
         "has_audio": bool(seg.has_audio),
     }
+    if seg.error is not None:
+        return [{**base, "status": "error", "error": path_text(seg.error)}]
     if not seg.faces:
         return [{**base, "status": "no_face"}]
     if probs.shape != (len(seg.faces), len(class_names)):
@@ -337,12 +349,20 @@ def _parts_done(files: Iterable[Path]) -> Done:
     done: Done = {}
     for path in files:
         try:
-            table = pq.read_table(path, columns=["video", "video_id", "error"])
+            table = pq.read_table(path, columns=["video", "video_id", "segment", "start_s",
+                                                 "end_s", "error"])  # fmt: skip
         except (OSError, pa.ArrowException):
             continue  # unreadable part: the video is simply done again
         if table.num_rows:
-            first = table.slice(0, 1).to_pylist()[0]
-            done[first["video"]] = (first["video_id"], first["error"])
+            rows = table.to_pylist()
+            first = rows[0]
+            whole = first["error"] if first["segment"] is None else None
+            damaged = sorted(
+                (r["start_s"], r["end_s"], r["error"])
+                for r in rows
+                if r["error"] is not None and r["segment"] is not None
+            )
+            done[first["video"]] = Finished(first["video_id"], whole, damaged)
     return done
 
 

@@ -96,6 +96,8 @@ class VideoResult:
     tracks: int
     clips: int
     exception: BaseException | None = None  # an unexpected error, kept for --debug
+    damaged: list[tuple[float, float, str]] = field(default_factory=list)
+    """Segments that could not be read (start, end, why); the video's other rows are normal."""
 
 
 @dataclass
@@ -134,6 +136,8 @@ _STAGES = (
     ("mmadfer_cli.segments", "segment planning"),
     ("mmadfer_cli.faces.tracking", "face tracking"),
     ("mmadfer_cli.faces.crops", "face crops"),
+    ("mmadfer_cli.faces.embedding", "face embeddings"),
+    ("mmadfer_cli.stitch", "track stitching"),
     ("mmadfer_cli.faces", "face detection"),
     ("mmadfer_cli.audio", "audio filterbank"),
     ("mmadfer_cli.model", "model"),
@@ -358,6 +362,7 @@ class _Video:
     logs: dict[int, TrackLog] = field(default_factory=dict)  # ended chunks
     error: str | None = None
     exception: BaseException | None = None
+    damaged: list[tuple[float, float, str]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -377,7 +382,16 @@ class _Video:
             (r for _, r in self.rows), key=lambda r: (r["segment"], r.get("track_id") or -1)
         )
         tracks = len({r["track_id"] for r in rows if r["status"] == "ok"})
-        return VideoResult(self.task, self.video_id, rows, None, self.segments, tracks, self.clips)
+        return VideoResult(
+            self.task,
+            self.video_id,
+            rows,
+            None,
+            self.segments,
+            tracks,
+            self.clips,
+            damaged=sorted(self.damaged),
+        )
 
 
 class _Batcher:
@@ -410,6 +424,9 @@ class _Batcher:
             self.oldest = time.perf_counter()
         video.segments += 1
         video.clips += n
+        if clips.error is not None:
+            segment = clips.segment
+            video.damaged.append((float(segment.start_s), float(segment.end_s), clips.error))
         if n == 0:
             self._complete(video, pending)
             return

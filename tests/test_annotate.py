@@ -27,6 +27,7 @@ from mmadfer_cli.media import probe
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
 from mmadfer_cli.outputs import read_metadata, row_schema
 from tests.conftest import REPO, SAMPLE_VIDEOS
+from tests.damage_helpers import damage, overlaps, segment_bytes, small_video
 
 # The short videos first, so that a killed run has finished exactly one.
 VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
@@ -363,3 +364,43 @@ def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
     code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT)
     assert code == 0 and "Resuming: 1 of 2" in err, err
     assert len(list(out.glob("*.parquet"))) == 2
+
+
+def test_seeded_fuzz_of_damaged_copies(home: Path, tmp_path: Path) -> None:
+    """30 copies damaged differently, one run: no crash, rows for every file, and every
+    segment whose bytes are intact is annotated as in the undamaged copy."""
+    clean = small_video(Path(VIDEOS[1]), tmp_path / "clean.mp4", 6.0, 160, 120)
+    data, rng = clean.read_bytes(), np.random.default_rng(14)
+    folder = tmp_path / "fuzz"
+    folder.mkdir()
+    damages = {}
+    for i in range(30):
+        kind = ("flip", "truncate", "header", "zeros")[i % 4]
+        damaged, damages[f"{i:02d}_{kind}.mp4"] = damage(data, kind, rng)
+        (folder / f"{i:02d}_{kind}.mp4").write_bytes(damaged)
+    (folder / "99_clean.mp4").write_bytes(data)
+    out = tmp_path / "fuzz.jsonl"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", str(folder), "--out", str(out),
+           "--window", "2", "--workers", "2", "--quiet"]  # fmt: skip
+    env = {**os.environ, "MMADFER_HOME": str(home)}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    assert "Traceback" not in done.stderr
+    rows: dict[str, list[dict]] = {}
+    for line in out.read_text().splitlines():
+        row = json.loads(line)
+        rows.setdefault(Path(row["video"]).name, []).append(row)
+    assert set(rows) == {*damages, "99_clean.mp4"}  # every file has rows
+    assert [r["status"] for r in rows["99_clean.mp4"]] == ["ok"] * 3
+    spans = [(2.0 * k, 2.0 * k + 2.0) for k in range(3)]
+    needs = [segment_bytes(clean, *span) for span in spans]
+    intact = 0
+    for name, (kind, changed) in damages.items():
+        if overlaps(changed, needs[0][:1]):
+            continue  # the header is damaged: the file may be unreadable as a whole
+        by_segment = {r["segment"]: r for r in rows[name]}
+        for k in range(3):
+            if not overlaps(changed, needs[k]):
+                intact += 1
+                assert by_segment[k]["status"] == "ok", (name, kind, by_segment[k])
+    assert intact >= 12  # the fuzz reached undamaged segments of partly damaged files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 from pathlib import Path
 
@@ -11,11 +12,19 @@ import pytest
 import torch
 from skimage import data
 
+from mmadfer_cli import clips
 from mmadfer_cli.audio import silent_fbank, waveform_fbank
-from mmadfer_cli.clips import ClipSettings, SegmentClips, iter_video_clips, probe
+from mmadfer_cli.clips import (
+    ClipSettings,
+    SegmentClips,
+    detect_faces,
+    iter_video_clips,
+    probe,
+)
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.tracking import iou
 from tests.conftest import SAMPLE_VIDEOS, require_tool
+from tests.damage_helpers import scramble, scramble_packets
 
 # The astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), and the camera move of
 # single_speaker.mp4 over that image (scripts/make_sample_videos.py): 200 frames, 640 x 480.
@@ -119,3 +128,73 @@ def test_face_less_video_gives_no_tracks(tmp_path: Path, detector) -> None:
     segments = run(path, detector)
     assert len(segments) == 1 and segments[0].segment.end_s == pytest.approx(2.0)
     assert segments[0].faces == [] and segments[0].has_audio is False
+
+
+class _FixedFace:
+    """A stand-in detector: the same face in every frame (these tests are about the media)."""
+
+    name = "fixed"
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        return [np.array([[200, 100, 400, 300, 0.99]], np.float32) for _ in frames]
+
+
+def test_damaged_frames_make_only_their_segments_errors(tmp_path: Path) -> None:
+    damaged = scramble(SAMPLE_VIDEOS / "single_speaker.mp4", tmp_path / "d.mp4")  # middle third
+    segments = run(damaged, _FixedFace(), window_s=1.0)
+    assert [s.segment.index for s in segments] == list(range(8))
+    for seg in segments:
+        if seg.segment.index in (0, 6, 7):  # before and after the damage (the sound from 1.9 s)
+            assert seg.error is None and len(seg.faces) == 1 and seg.has_audio
+        elif seg.segment.index in (3, 4):
+            assert seg.error is not None and seg.faces == []
+            assert re.fullmatch(
+                r"the frames at \d\.\d\d-\d\.\d\d s cannot be decoded \(the file is damaged there\)",
+                seg.error,
+            )
+
+
+def test_damaged_sound_makes_its_segment_an_error(tmp_path: Path) -> None:
+    source = SAMPLE_VIDEOS / "group_conversation.mp4"
+    damaged = scramble_packets(source, tmp_path / "a.mp4", "audio", 3.0, 4.0)
+    segments = run(damaged, _FixedFace(), window_s=1.0)
+    assert [s.segment.index for s in segments] == list(range(6))
+    errors = {s.segment.index: s.error for s in segments if s.error is not None}
+    assert errors[3] == "the sound at 3.01-4.00 s cannot be decoded (the file is damaged there)"
+    assert set(errors) <= {3, 4}  # a packet that starts in 3-4 s may reach past 4 s
+    clean = run(source, _FixedFace(), window_s=1.0)
+    for seg, ref in zip(segments, clean, strict=True):
+        if seg.error is None:
+            assert len(seg.faces) == 1 and seg.has_audio
+            if seg.segment.index < 3:  # before the damage: the very same sound
+                torch.testing.assert_close(seg.fbank, ref.fbank)
+
+
+class _Recorder:
+    """A detector that records the frame sizes it is given and finds one fixed box."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.calls: list[np.ndarray] = []
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        self.calls.append(np.asarray(frames))
+        return [np.array([[10, 4, 30, 20, 0.9]], np.float32) for _ in frames]
+
+
+def test_large_frames_are_shrunk_for_detection_a_few_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (16, 48, 4000, 3), np.uint8)  # longer side 4000: factor 3
+    monkeypatch.setattr(clips, "DETECT_CPU_PIXELS", -(-4 * 48 * 4000 // 9))  # 4 frames a call
+    recorder = _Recorder()
+    found = detect_faces(recorder, frames)
+    assert [call.shape for call in recorder.calls] == [(4, 16, 1333, 3)] * 4
+    np.testing.assert_allclose(found[0], [[30, 12, 90, 60, 0.9]])  # original pixels
+    small = detect_faces(_Recorder(), frames[:, :, :1920])
+    np.testing.assert_allclose(small[0], [[10, 4, 30, 20, 0.9]])  # up to 1920 px: as is
+    # The shrunk picture is the rounded mean of each 3 x 3 block.
+    block = frames[0, 3:6, 6:9].reshape(9, 3).mean(axis=0)
+    np.testing.assert_array_equal(recorder.calls[0][0, 1, 2], np.floor(block + 0.5))

@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmadfer_cli.media import MediaError, open_video, probe, video_id
+from mmadfer_cli.media import (
+    DamagedAudioError,
+    DamagedFramesError,
+    MediaError,
+    open_video,
+    probe,
+    video_id,
+)
 from tests.conftest import SAMPLE_VIDEOS, require_tool
+from tests.damage_helpers import scramble
 
 SINGLE = SAMPLE_VIDEOS / "single_speaker.mp4"
 
@@ -158,7 +166,7 @@ def test_error_messages(tmp_path: Path) -> None:
     text = tmp_path / "notes.mp4"
     text.write_text("these are my notes, not a video\n")
     truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(SINGLE.read_bytes()[:60000])
+    truncated.write_bytes(SINGLE.read_bytes()[:3000])  # cut before the end of its index
     audio_only = tmp_path / "speech.mp4"
     ffmpeg("-i", str(SINGLE), "-vn", "-c:a", "copy", str(audio_only))
     cases = {
@@ -182,3 +190,47 @@ def test_video_id_is_content_based(tmp_path: Path) -> None:
     data[-10] ^= 0xFF
     copy.write_bytes(bytes(data))
     assert video_id(copy) != video_id(SINGLE)
+
+
+def test_a_damaged_middle_costs_only_its_own_frames(tmp_path: Path) -> None:
+    with (
+        open_video(SINGLE) as clean,
+        open_video(scramble(SINGLE, tmp_path / "scrambled.mp4")) as video,
+    ):
+        assert video.info.frame_count == 200
+        before, after = list(range(0, 50, 3)), list(range(150, 200, 3))  # 0-2 s, 6-8 s
+        np.testing.assert_array_equal(video.frames(before), clean.frames(before))
+        with pytest.raises(DamagedFramesError) as damaged:
+            video.frames(list(range(75, 100, 3)))  # 3-4 s
+        assert str(damaged.value) == (
+            "the frames at 3.00-3.96 s cannot be decoded (the file is damaged there)"
+        )
+        assert damaged.value.missing and not set(damaged.value.frames) & set(damaged.value.missing)
+        np.testing.assert_array_equal(video.frames(after), clean.frames(after))  # after a keyframe
+        np.testing.assert_array_equal(video.frames(before[:3]), clean.frames(before[:3]))  # again
+
+
+def test_damaged_sound_is_refused_for_its_stretch_only(tmp_path: Path) -> None:
+    with (
+        open_video(SINGLE) as clean,
+        open_video(scramble(SINGLE, tmp_path / "scrambled.mp4")) as video,
+    ):
+        np.testing.assert_array_equal(video.audio(0.0, 1.5), clean.audio(0.0, 1.5))
+        with pytest.raises(
+            DamagedAudioError, match=r"the sound at 3\.00-4\.00 s cannot be decoded"
+        ):
+            video.audio(3.0, 4.0)
+        # After the damage a fresh decoder reads on: the same sound (not 27 garbage channels).
+        late, reference = video.audio(6.0, 8.0), clean.audio(6.0, 8.0)
+        assert late.shape == reference.shape == (1, 88200)
+        assert np.corrcoef(late[0], reference[0])[0, 1] > 0.99
+
+
+def test_a_file_cut_short_keeps_its_beginning(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(SINGLE.read_bytes()[:200_000])  # about 6 of its 8 seconds
+    with open_video(SINGLE) as clean, open_video(cut) as video:
+        assert video.info.frame_count == 200 and video.info.duration_s == pytest.approx(8.0)
+        np.testing.assert_array_equal(video.frames([0, 60, 140]), clean.frames([0, 60, 140]))
+        with pytest.raises(DamagedFramesError, match=r"7\.60-7\.96 s .*cut short: it ends at 6\."):
+            video.frames(list(range(190, 200)))

@@ -41,7 +41,7 @@ def _segment(index: int, n_faces: int) -> SimpleNamespace:
         for t in reversed(range(n_faces))
     ]
     seg = SimpleNamespace(index=index, start_s=3.0 * index, end_s=3.0 * index + 3.0)
-    return SimpleNamespace(segment=seg, has_audio=True, faces=faces)
+    return SimpleNamespace(segment=seg, has_audio=True, faces=faces, error=None)
 
 
 def _table(video: str, run: outputs.RunInfo, segments: int = 2) -> pa.Table:
@@ -159,12 +159,18 @@ def test_file_sink_resume_knows_done_videos_and_refuses_other_settings(tmp_path:
     sink.write(
         "b.mp4", outputs.rows_table([outputs.error_row("b.mp4", None, "empty file")], run.schema())
     )
+    damaged = {"video": "c.mp4", "video_id": "vid-c", "status": "error", "error": "damaged"}
+    rows = [{**damaged, "segment": 0, "start_s": 0.0, "end_s": 3.0},
+            {**damaged, "segment": 1, "start_s": 3.0, "end_s": 6.0, "status": "no_face",
+             "error": None}]  # fmt: skip
+    sink.write("c.mp4", outputs.rows_table(rows, run.schema()))
     # An interrupted write leaves only a temporary file, which is not a finished video.
     (sink.parts / ".x.parquet.tmp-1").write_bytes(b"partial")
     resumed = outputs.FileSink(out, "parquet", run, overwrite=False)
     assert resumed.done() == {
-        "a.mp4": ("vid-a.mp4", None),
-        "b.mp4": (None, "empty file"),
+        "a.mp4": outputs.Finished("vid-a.mp4", None, []),
+        "b.mp4": outputs.Finished(None, "empty file", []),
+        "c.mp4": outputs.Finished("vid-c", None, [(0.0, 3.0, "damaged")]),
     }
     with pytest.raises(outputs.OutputError, match="window"):
         outputs.FileSink(out, "parquet", _run(window=2.0), overwrite=False)
@@ -190,8 +196,8 @@ def test_directory_sink_one_parquet_per_video_readable_as_dataset(tmp_path: Path
     dataset = pq.read_table(out)
     assert dataset.num_rows == 4
     assert outputs.DirectorySink(out, run, overwrite=False).done() == {
-        "x/a.mp4": ("vid-x/a.mp4", None),
-        "y/a.mp4": ("vid-y/a.mp4", None),
+        "x/a.mp4": outputs.Finished("vid-x/a.mp4", None, []),
+        "y/a.mp4": outputs.Finished("vid-y/a.mp4", None, []),
     }
     with pytest.raises(outputs.OutputError):
         outputs.DirectorySink(out, _run(window=5.0), overwrite=False)

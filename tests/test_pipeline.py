@@ -58,7 +58,11 @@ def _video_plan(path: Path) -> tuple[int, int, int]:
     return index, segments, faces
 
 
-def _source(produced: list[int] | None = None, fail: dict[str, int] | None = None):
+def _source(
+    produced: list[int] | None = None,
+    fail: dict[str, int] | None = None,
+    damaged: dict[str, int] | None = None,
+):
     def iter_clips(path: Path, job: object = None) -> Iterator[SimpleNamespace]:
         index, segments, faces = _video_plan(path)
         for s in range(segments):
@@ -66,10 +70,12 @@ def _source(produced: list[int] | None = None, fail: dict[str, int] | None = Non
                 raise ValueError(f"broken frame in {path.name}")
             if produced is not None:
                 produced.append(1)
+            broken = damaged is not None and damaged.get(path.name) == s
             # Faces come and go: segment s has (s % (faces + 1)) tracks, the first has none.
-            n = s % (faces + 1) if faces else 0
+            n = s % (faces + 1) if faces and not broken else 0
             yield SimpleNamespace(
                 segment=SimpleNamespace(index=s, start_s=2.0 * s, end_s=2.0 * s + 2.0),
+                error=f"the frames at {2.0 * s:.2f} s cannot be decoded" if broken else None,
                 has_audio=True,
                 fbank=torch.zeros(512, 128),
                 faces=[
@@ -143,6 +149,19 @@ def test_a_failing_video_is_one_error_row_and_the_run_goes_on() -> None:
     (row,) = results[1].rows
     assert row["status"] == "error" and row["video_id"] == "id-v1_5_1"
     assert len(results[2].rows) == 3
+
+
+def test_a_damaged_segment_is_an_error_row_among_the_normal_ones() -> None:
+    stages = _stages([], damaged={"v0_4_1.mp4": 2})
+    (result,) = run_pipeline(_tasks("v0_4_1.mp4"), stages, CLASSES, batch_size=2)
+    assert result.error is None and result.damaged == [
+        (4.0, 6.0, "the frames at 4.00 s cannot be decoded")
+    ]
+    assert [(r["segment"], r["status"]) for r in result.rows] == [
+        (0, "no_face"), (1, "ok"), (2, "error"), (3, "ok")
+    ]  # fmt: skip
+    assert result.rows[2]["error"] == "the frames at 4.00 s cannot be decoded"
+    assert result.rows[2]["start_s"] == 4.0 and result.rows[2]["video_id"] == "id-v0_4_1"
 
 
 def test_a_long_video_does_not_hold_back_finished_ones() -> None:

@@ -36,7 +36,7 @@ from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
 from mmadfer_cli.faces.shared import DetectorStats
 from mmadfer_cli.lockfile import OutputBusyError
-from mmadfer_cli.media import video_id
+from mmadfer_cli.media import seconds_span, video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
 from mmadfer_cli.model.registry import RegistryError
@@ -122,13 +122,15 @@ def _summary(
         )
         return
     failed = sum(r.error is not None for r in results)
+    damaged = sum(bool(r.damaged) for r in results)
     segments = sum(r.segments for r in results)
     tracks = sum(r.tracks for r in results)
     rate = segments / wall if wall > 0 else 0.0
     resumed = f", {skipped} already done" if skipped else ""
     _err.print(
         f"Annotated {videos - failed} of {videos} videos{resumed}: {segments} segments, "
-        f"{tracks} person tracks, {stats.clips} face clips, {failed} failed; "
+        f"{tracks} person tracks, {stats.clips} face clips, {failed} failed"
+        f"{f', {damaged} with damaged stretches' if damaged else ''}; "
         f"{wall:.1f} s ({rate:.2f} segments/s). Results: {escape(where)}"
     )
     if stats.batches:
@@ -309,7 +311,7 @@ def annotate(
 ) -> None:
     """Annotate every person in every segment of the videos with an emotion and class probabilities.
 
-    Exit codes: 0 all videos done, 1 some videos failed (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out, an --out that cannot be written), 3 stopped early (results could not be written: disk full, no permission; or an internal error), 130 interrupted. After 3 or 130 finished videos are kept: rerun the same command to resume.
+    Exit codes: 0 all videos done, 1 some videos failed or have damaged stretches (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out, an --out that cannot be written), 3 stopped early (results could not be written: disk full, no permission; or an internal error), 130 interrupted. After 3 or 130 finished videos are kept: rerun the same command to resume.
     """
     if fmt is not None and fmt not in FORMATS:
         raise _usage_error(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -368,13 +370,15 @@ def annotate(
         raise _usage_error(f"cannot write to --out {out}: {_os_reason(exc)}") from exc
 
     done = sink.done()
-    tasks, skipped, previous_failures = [], 0, []
+    tasks, skipped, previous_failures, previous_damage = [], 0, [], []
     for index, path in enumerate(videos):
         name = path_text(path)
-        if name in done and done[name][0] == _current_id(path):
+        if name in done and done[name].video_id == _current_id(path):
             skipped += 1
-            if done[name][1] is not None:
-                previous_failures.append((name, done[name][1]))
+            if done[name].error is not None:
+                previous_failures.append((name, done[name].error))
+            if done[name].damaged:
+                previous_damage.append((name, done[name].damaged))
             continue
         tasks.append(VideoTask(index, name, path))
     if skipped and not quiet:
@@ -388,7 +392,7 @@ def annotate(
     names = [path_text(v) for v in videos]
     with cpu_threads(workers, torch_device):
         pipeline_stats = PipelineStats()
-        exit_code, failures = _run(
+        exit_code, failures, damage = _run(
             pipeline_stats,
             tasks,
             prepared.stages,
@@ -404,6 +408,15 @@ def annotate(
     if stats is not None:
         _write_stats(stats, pipeline_stats, prepared.detection, workers, batch_size, chunk)
     failures = previous_failures + failures
+    damage = previous_damage + damage
+    if damage:
+        _err.print(
+            f"[yellow]{len(damage)} video(s) have damaged stretches[/] "
+            "(their segments there are error rows, the others are annotated):"
+        )
+        for name, stretches in damage:
+            _err.print(f"  {escape(_damage_line(name, stretches))}", soft_wrap=True)
+        exit_code = max(exit_code, EXIT_FAILED)
     if failures:
         _err.print(f"[red]{len(failures)} video(s) failed:[/]")
         for name, reason in failures:
@@ -416,6 +429,16 @@ def annotate(
             )
         exit_code = max(exit_code, EXIT_FAILED)
     raise typer.Exit(exit_code)
+
+
+def _damage_line(name: str, stretches: list[tuple[float, float, str]]) -> str:
+    """One line for a partly damaged video: how many segments, where, and the first reason."""
+    start, end = stretches[0][0], stretches[-1][1]
+    first = "" if len(stretches) == 1 else "first: "
+    return (
+        f"{name}: {len(stretches)} segment(s) in {seconds_span(start, end)} could not be read; "
+        f"{first}{stretches[0][2]}"
+    )
 
 
 def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
@@ -446,15 +469,16 @@ def _run(
     workers: int,
     quiet: bool,
     debug: bool,
-) -> tuple[int, list[tuple[str, str]]]:
+) -> tuple[int, list[tuple[str, str]], list[tuple[str, list[tuple[float, float, str]]]]]:
     """Run the pipeline into the sink: the exit code so far (0; 3 when results could not be
-    written or an internal error stopped the run; 130 when interrupted) and the failed videos
-    with their reasons."""
+    written or an internal error stopped the run; 130 when interrupted), the failed videos
+    with their reasons and the partly damaged ones with their damaged segments."""
     schema = run.schema()
     events = _Progress(len(tasks), quiet)
     results: list[VideoResult] = []
     started = time.perf_counter()
     failures: list[tuple[str, str]] = []
+    damage: list[tuple[str, list[tuple[float, float, str]]]] = []
     pipeline = run_pipeline(
         tasks,
         stages,
@@ -477,6 +501,8 @@ def _run(
                 kept = f"; {len(results) + len(all_videos) - len(tasks)} finished video(s)"
                 if result.error is not None:
                     failures.append((result.task.video, result.error))
+                if result.damaged:
+                    damage.append((result.task.video, result.damaged))
                 events.video_done()
         where = sink.close(all_videos)
     except KeyboardInterrupt:
@@ -485,11 +511,11 @@ def _run(
             f"[yellow]Interrupted:[/] {len(results)} finished video(s) are kept; "
             "rerun the same command to resume."
         )
-        return EXIT_INTERRUPTED, failures
+        return EXIT_INTERRUPTED, failures, damage
     except BrokenPipeError:
         pipeline.close()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED, failures
+        return EXIT_FAILED, failures, damage
     except OSError as exc:  # disk full, no permission, a file system gone read-only
         pipeline.close()
         if debug:
@@ -500,7 +526,7 @@ def _run(
             "Free some space or fix the permissions, then rerun the same command to resume.",
             soft_wrap=True,
         )
-        return EXIT_STOPPED, failures
+        return EXIT_STOPPED, failures, damage
     except Exception as exc:  # a bug: one line, the traceback with --debug
         pipeline.close()
         if debug:
@@ -512,12 +538,12 @@ def _run(
             f"rerun the same command to resume.{hint}",
             soft_wrap=True,
         )
-        return EXIT_STOPPED, failures
+        return EXIT_STOPPED, failures, damage
     if not quiet:
         wall = time.perf_counter() - started
         skipped = len(all_videos) - len(tasks)
         _summary(results, stats, skipped, wall, str(where or "stdout"))
-    return 0, failures
+    return 0, failures, damage
 
 
 def _write_stats(
