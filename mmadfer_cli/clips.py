@@ -158,8 +158,8 @@ def detect_faces(detector: FaceDetector, frames: np.ndarray) -> list[np.ndarray]
     height, width = frames[0].shape[:2]
     factor = -(-max(height, width) // DETECT_MAX_SIDE)  # ceiling division
     # On the CPU a few frames per call: a detector's working memory grows with the batch.
-    device = getattr(detector, "device", None)
-    on_cpu = device is None or torch.device(device).type == "cpu"
+    # (A GPU detector shared by the workers wants many frames per call instead.)
+    on_cpu = _on_cpu(detector)
     step = max(1, DETECT_CPU_PIXELS * factor**2 // (height * width)) if on_cpu else len(frames)
     found: list[np.ndarray] = []
     for first in range(0, len(frames), step):
@@ -171,6 +171,14 @@ def detect_faces(detector: FaceDetector, frames: np.ndarray) -> list[np.ndarray]
         return found
     scale = np.array([factor] * 4 + [1], np.float32)
     return [boxes * scale if len(boxes) else boxes for boxes in found]
+
+
+def _on_cpu(detector: object) -> bool:
+    """Whether a detector (seen through the wrappers that count or share it) runs on the CPU."""
+    while (inner := getattr(detector, "detector", None)) is not None:
+        detector = inner
+    device = getattr(detector, "device", None)
+    return device is None or torch.device(device).type == "cpu"
 
 
 def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:

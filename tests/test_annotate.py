@@ -174,20 +174,26 @@ def test_mixed_folder_gives_error_rows_and_exit_1(home: Path, tmp_path: Path) ->
     (folder / "b_empty.mp4").write_bytes(b"")
     (folder / "c_text.mp4").write_text("this is not a video\n" * 50)
     data = Path(VIDEOS[1]).read_bytes()
-    (folder / "d_truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "d_cut_in_header.mp4").write_bytes(data[:3000])
+    (folder / "e_cut_short.mp4").write_bytes(data[: len(data) * 2 // 3])  # 5 of its 8 s
     out = tmp_path / "r.jsonl"
     code, _, err = _annotate(home, str(folder), "--out", str(out), *FAST)
-    assert code == 1
+    assert code == 1 and "Traceback" not in err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     by_video: dict[str, list[dict]] = {}
     for row in rows:
         by_video.setdefault(Path(row["video"]).name, []).append(row)
     assert [r["status"] for r in by_video["a_good.mp4"]] == ["ok", "ok"]
-    for bad in ("b_empty.mp4", "c_text.mp4", "d_truncated.mp4"):
+    for bad in ("b_empty.mp4", "c_text.mp4", "d_cut_in_header.mp4"):
         (row,) = by_video[bad]
-        assert row["status"] == "error" and row["error"], bad
+        assert row["status"] == "error" and row["error"] and row["segment"] is None, bad
         assert bad in err  # listed at the end with its reason
     assert "3 video(s) failed" in err
+    # A file cut short keeps the segments before the cut.
+    cut = by_video["e_cut_short.mp4"]
+    assert [(r["segment"], r["status"]) for r in cut] == [(0, "ok"), (1, "error"), (2, "error")]
+    assert "cut short" in cut[2]["error"]
+    assert "1 video(s) have damaged stretches" in err and "e_cut_short.mp4: 2 segment(s)" in err
 
 
 def test_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:

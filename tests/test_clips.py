@@ -6,6 +6,7 @@ import itertools
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -195,6 +196,10 @@ def test_large_frames_are_shrunk_for_detection_a_few_at_a_time(
     np.testing.assert_allclose(found[0], [[30, 12, 90, 60, 0.9]])  # original pixels
     small = detect_faces(_Recorder(), frames[:, :, :1920])
     np.testing.assert_allclose(small[0], [[10, 4, 30, 20, 0.9]])  # up to 1920 px: as is
+    gpu = _Recorder()
+    gpu.device = torch.device("cuda")  # type: ignore[attr-defined]
+    detect_faces(SimpleNamespace(detector=gpu, detect=gpu.detect), frames)  # a shared GPU one
+    assert [call.shape for call in gpu.calls] == [(16, 16, 1333, 3)]  # all frames in one call
     # The shrunk picture is the rounded mean of each 3 x 3 block.
     block = frames[0, 3:6, 6:9].reshape(9, 3).mean(axis=0)
     np.testing.assert_array_equal(recorder.calls[0][0, 1, 2], np.floor(block + 0.5))
