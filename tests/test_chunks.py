@@ -77,6 +77,7 @@ def two_minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return looped
 
 
+@pytest.mark.long
 def test_chunks_of_a_two_minute_video_give_its_rows(checkpoint: Path, two_minutes: Path) -> None:
     options = {"checkpoint": checkpoint, "workers": 2, "min_face_size": 40}  # 40 px: faster
     whole = annotate(two_minutes, chunk=0, **options)
