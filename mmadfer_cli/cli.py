@@ -1,7 +1,8 @@
 """The ``mmadfer`` command: a thin Typer layer over the library.
 
 Data goes to stdout, progress and logs to stderr. Exit codes: 0 success,
-1 some inputs failed, 2 usage errors.
+1 some inputs failed (in whole or in a damaged stretch), 2 usage errors, 3 the run
+stopped early (results could not be written, or an internal error), 130 interrupted.
 """
 
 from __future__ import annotations
