@@ -96,7 +96,9 @@ def clip_settings(
     )
 
 
-def _detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
+def settings_detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
+    """The face detector the settings name, on ``device`` (MTCNN searching from the smallest
+    face kept)."""
     return create_detector(
         settings.detector,
         settings.face_models,
@@ -124,7 +126,7 @@ def prepare(
     checkpoint: Path | None,
     device: torch.device,
     precision: Precision,
-    first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = _detector,
+    first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = settings_detector,
     reid: ReidSettings | None = None,
     chunk_s: float = 60.0,
 ) -> Prepared:
@@ -156,7 +158,7 @@ def prepare(
         # Called in worker threads: the first reuses the checked detector.
         if shared is not None:
             return shared
-        own = detectors.pop() if detectors else _detector(settings, device)
+        own = detectors.pop() if detectors else settings_detector(settings, device)
         return CountedDetector(own, detection)
 
     open_source, chunks = media_source(settings, make_detector, chunk_s)

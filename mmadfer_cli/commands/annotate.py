@@ -27,11 +27,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mmadfer_cli.api import clip_settings, prepare
+from mmadfer_cli.api import clip_settings, prepare, settings_detector
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
-from mmadfer_cli.faces import DETECTORS, create_detector
+from mmadfer_cli.faces import DETECTORS
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
 from mmadfer_cli.faces.shared import DetectorStats
@@ -445,13 +445,7 @@ def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector
     """A detector for the settings; any warning it gives is shown once, on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        detector = create_detector(
-            settings.detector,
-            settings.face_models,
-            threshold=settings.face_threshold,
-            device=device,
-            min_face=settings.min_face_px,
-        )
+        detector = settings_detector(settings, device)
     for warning in caught:
         _err.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
     return detector

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mmadfer_cli.faces.detection import DetectorUnavailableError
+from mmadfer_cli.model.registry import file_sha256, home
 
 NETS = ("pnet", "rnet", "onet")
 # sha256 of mtcnn 1.0.0's assets/weights/{net}.lz4: only these exact bytes are ever unpickled.
@@ -81,12 +82,8 @@ def source_files() -> dict[str, Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_source(net: str, path: Path) -> None:
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != SOURCE_SHA256[net]:
         raise DetectorUnavailableError(
             f"MTCNN weight file {path} is not the published one (sha256 {digest[:16]}..., "
@@ -157,8 +154,6 @@ def sources_checksum() -> str:
 
 
 def cache_path() -> Path:
-    from mmadfer_cli.model.registry import home
-
     return home() / "detectors" / "mtcnn.safetensors"
 
 

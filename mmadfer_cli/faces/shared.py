@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mmadfer_cli.faces import detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
 
 
@@ -49,7 +50,7 @@ class CountedDetector:
     def __init__(self, detector: FaceDetector, stats: DetectorStats) -> None:
         self.detector, self.stats = detector, stats
         self.name = detector.name
-        self.weights_sha256 = getattr(detector, "weights_sha256", None)
+        self.weights_sha256 = detector_weights(detector)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         t0 = time.perf_counter()
@@ -64,7 +65,7 @@ class SharedDetector:
     def __init__(self, detector: FaceDetector, max_frames: int = 256, gather_s: float = 0.002):
         self.detector = detector
         self.name = detector.name
-        self.weights_sha256 = getattr(detector, "weights_sha256", None)
+        self.weights_sha256 = detector_weights(detector)
         self.max_frames = max_frames
         self.gather_s = gather_s  # a short wait for more requests when a call would be small
         self.stats = DetectorStats()
