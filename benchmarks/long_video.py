@@ -41,13 +41,12 @@ def loop_video(source: Path, out: Path, seconds: float) -> float:
     firsts: dict[int, int] = {}
     ends: dict[int, int] = {}
     with av.open(str(source)) as probe:
+        one = float(probe.duration or 0) / av.time_base
         for p in probe.demux():
             if p.dts is not None:
                 i = p.stream.index
                 firsts[i] = min(firsts.get(i, p.dts), p.dts)
                 ends[i] = max(ends.get(i, p.dts), p.dts + (p.duration or 0))
-    with av.open(str(source)) as first:
-        one = float(first.duration or 0) / av.time_base
     loops = max(1, math.ceil(seconds / one))
     with av.open(str(source)) as inp, av.open(str(out), "w") as dst:
         mapped = {s.index: dst.add_stream_from_template(s) for s in inp.streams}

@@ -168,14 +168,18 @@ def _first_line(exc: BaseException) -> str:
     return path_text(text.splitlines()[0]) if text else ""
 
 
+def _named(exc: BaseException) -> str:
+    """``Type: first line`` of an unexpected error (the type alone when it has no message)."""
+    text = _first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def error_message(exc: BaseException) -> str:
     """A one-line reason for an error row: the message alone for expected media errors; for an
     unexpected error, the stage it came from and the error."""
-    text = _first_line(exc)
     if expected(exc):
-        return text or type(exc).__name__
-    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return f"internal error in {failing_stage(exc)}: {error}"
+        return _first_line(exc) or type(exc).__name__
+    return f"internal error in {failing_stage(exc)}: {_named(exc)}"
 
 
 class PipelineError(Exception):
@@ -183,9 +187,7 @@ class PipelineError(Exception):
 
     def __init__(self, stage: str, videos: Sequence[str], cause: BaseException) -> None:
         where = f" while annotating {', '.join(videos)}" if videos else ""
-        text = _first_line(cause)
-        error = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
-        super().__init__(f"internal error in {stage}{where}: {error}")
+        super().__init__(f"internal error in {stage}{where}: {_named(cause)}")
         self.cause = cause
 
 
@@ -263,9 +265,9 @@ class _WorkQueue:
                 self._opening += 1
             return item
 
-    def planned(self, task: VideoTask, count: int | None) -> None:
-        """A video is planned (``count`` chunks; None when it could not be): its other chunks
-        go first in the queue."""
+    def planned(self, task: VideoTask, count: int) -> None:
+        """A video is planned (``count`` chunks; 0 when it could not be): its other chunks go
+        first in the queue."""
         with self._changed:
             self._opening -= 1
             if count:
