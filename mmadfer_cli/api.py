@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from mmadfer_cli import __version__
+from mmadfer_cli.allocator import keep_freed_memory
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import discover_videos, path_text
@@ -33,11 +34,11 @@ from mmadfer_cli.outputs import RunInfo, rows_table
 from mmadfer_cli.pipeline import (
     Stages,
     VideoTask,
-    cpu_threads,
     default_workers,
     media_source,
     model_predictor,
     run_pipeline,
+    worker_threads,
 )
 from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
 from mmadfer_cli.results import table_frame
@@ -207,13 +208,16 @@ def annotate(
     The options are those of ``mmadfer annotate`` (``--min-face-size`` is
     ``min_face_size`` and so on, ``--no-reid`` is ``reid=False``), with the same defaults. The run's settings,
     model and versions are in ``df.attrs["mmadfer"]``, as in a Parquet file's
-    metadata.
+    metadata. On the CPU, as the command does, it keeps freed memory in the process
+    (``allocator.keep_freed_memory``: about 1.7x the model's speed there).
     """
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     videos = discover_videos(given, recursive=recursive, globs=globs)
     if not videos:
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
     torch_device = resolve_device(device)
+    if torch_device.type == "cpu":
+        keep_freed_memory()
     workers = workers or default_workers(torch_device)
     settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
                              min_face_size, max_faces, track_iou, max_gap, detector, face_models)  # fmt: skip
@@ -233,10 +237,10 @@ def annotate(
         prepared.run.class_names,
         batch_size=batch_size,
         workers=workers,
+        threads_per_worker=worker_threads(workers, torch_device),
     )
     try:
-        with cpu_threads(workers, torch_device):
-            finished = sorted(results, key=lambda r: r.task.index)
+        finished = sorted(results, key=lambda r: r.task.index)
     finally:
         results.close()
     if prepared.people is not None:  # in input order, so that run-wide ids are repeatable

@@ -307,9 +307,12 @@ def produce(
     stages: Stages,
     stop: threading.Event,
     stats: PipelineStats,
+    threads: int | None = None,
 ) -> None:
     """Worker loop: open videos (planning their chunks) and run chunks, streaming to ``out``."""
     try:
+        if threads is not None:
+            use_threads(threads)
         source = stages.open_source()
     except BaseException as exc:
         _put(out, _WorkerExit(fatal=exc), stop)
@@ -483,6 +486,7 @@ def run_pipeline(
     flush_after_s: float = 2.0,
     events: PipelineEvents | None = None,
     stats: PipelineStats | None = None,
+    threads_per_worker: int | None = None,
 ) -> Iterator[VideoResult]:
     """Run every video through the stages; yield each video as soon as it is finished.
 
@@ -490,7 +494,8 @@ def run_pipeline(
     the results (and their durability) of short ones done meanwhile. A video that
     fails in the media stages gives one error result and the run goes on. The
     model runs on full batches; a partial one once its oldest clip has waited
-    ``flush_after_s`` or no worker is left. Closing the generator (or Ctrl-C in
+    ``flush_after_s`` or no worker is left. Each worker sets its own ``threads_per_worker``
+    PyTorch threads (see ``worker_threads``). Closing the generator (or Ctrl-C in
     the caller) stops the workers and waits for each to finish its current segment.
     """
     if batch_size < 1 or workers < 1:
@@ -503,7 +508,10 @@ def run_pipeline(
     stop = threading.Event()
     threads = [
         threading.Thread(
-            target=produce, args=(work, out, stages, stop, stats), daemon=True, name=f"mmadfer-{i}"
+            target=produce,
+            args=(work, out, stages, stop, stats, threads_per_worker),
+            daemon=True,
+            name=f"mmadfer-{i}",
         )
         for i in range(workers)
     ]
@@ -575,19 +583,20 @@ def default_workers(device: torch.device) -> int:
     return max(1, min(os.cpu_count() or 1, 16 if device.type == "cuda" else 8))
 
 
-@contextlib.contextmanager
-def cpu_threads(workers: int, device: torch.device) -> Iterator[None]:
-    """On the CPU, PyTorch threads per worker so that the workers together fill the cores
-    without oversubscribing them (each thread's OpenMP team would otherwise spin on all)."""
+def worker_threads(workers: int, device: torch.device) -> int | None:
+    """On the CPU, PyTorch threads for each worker, so that the workers together fill the cores
+    without oversubscribing them (each thread's OpenMP team would otherwise spin on all);
+    the model's thread keeps every core for the times the workers wait on it. None: leave as is."""
     if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+        return None
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def use_threads(count: int) -> None:
+    """Set the calling thread's own PyTorch thread count (OpenMP's is per thread). Reading the
+    count first initialises this thread, which would otherwise later adopt another thread's."""
+    torch.get_num_threads()
+    torch.set_num_threads(count)
 
 
 def model_predictor(

@@ -295,3 +295,25 @@ def test_cpu_predictor_gives_probabilities_of_the_model() -> None:
         images = torch.stack(clips).float() / 255.0
         logits = model(images, torch.stack(fbanks).unsqueeze(1))
     np.testing.assert_allclose(probs, torch.softmax(logits, -1).numpy(), atol=1e-6)
+
+
+def test_workers_use_their_own_thread_count_and_the_model_keeps_all() -> None:
+    # On the CPU each worker runs its detector on its share of the cores, while the model's
+    # thread (the caller's) keeps every core for the times the workers wait on it.
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    inner = _source()
+
+    def open_source():
+        seen.append(torch.get_num_threads())
+        return inner()
+
+    stages = Stages(open_source, lambda p: p.stem, _fake_predict([]))
+    tasks = _tasks("v0_3_1.mp4", "v1_2_1.mp4")
+    torch.set_num_threads(2)
+    try:
+        results = list(run_pipeline(tasks, stages, CLASSES, workers=2, threads_per_worker=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1] and all(r.error is None for r in results)

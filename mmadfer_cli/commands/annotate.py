@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mmadfer_cli.allocator import keep_freed_memory
 from mmadfer_cli.api import clip_settings, prepare, settings_detector
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.devices import resolve_device
@@ -56,9 +57,9 @@ from mmadfer_cli.pipeline import (
     Stages,
     VideoResult,
     VideoTask,
-    cpu_threads,
     default_workers,
     run_pipeline,
+    worker_threads,
 )
 from mmadfer_cli.reid import DEFAULT_THRESHOLD, SCOPES, People, ReidSettings
 
@@ -328,6 +329,8 @@ def annotate(
         workers = workers or default_workers(torch_device)
     except (PathNotFoundError, ValueError) as exc:
         raise _usage_error(str(exc)) from exc
+    if torch_device.type == "cpu":
+        keep_freed_memory()
     if not videos:
         raise _usage_error(
             "no video files found in "
@@ -390,21 +393,21 @@ def annotate(
         )
 
     names = [path_text(v) for v in videos]
-    with cpu_threads(workers, torch_device):
-        pipeline_stats = PipelineStats()
-        exit_code, failures, damage = _run(
-            pipeline_stats,
-            tasks,
-            prepared.stages,
-            prepared.people,
-            run,
-            sink,
-            names,
-            batch_size,
-            workers,
-            quiet,
-            debug,
-        )
+    pipeline_stats = PipelineStats()
+    exit_code, failures, damage = _run(
+        pipeline_stats,
+        tasks,
+        prepared.stages,
+        prepared.people,
+        run,
+        sink,
+        names,
+        batch_size,
+        workers,
+        worker_threads(workers, torch_device),
+        quiet,
+        debug,
+    )
     if stats is not None:
         _write_stats(stats, pipeline_stats, prepared.detection, workers, batch_size, chunk)
     failures = previous_failures + failures
@@ -461,6 +464,7 @@ def _run(
     all_videos: list[str],
     batch_size: int,
     workers: int,
+    threads_per_worker: int | None,
     quiet: bool,
     debug: bool,
 ) -> tuple[int, list[tuple[str, str]], list[tuple[str, list[tuple[float, float, str]]]]]:
@@ -481,6 +485,7 @@ def _run(
         workers=workers,
         events=events,
         stats=stats,
+        threads_per_worker=threads_per_worker,
     )
     kept = f"; {len(all_videos) - len(tasks)} video(s) done before this run"
     try:
