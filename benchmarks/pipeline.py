@@ -21,7 +21,7 @@ import torch
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.faces import FaceDetector, create_detector
 from mmadfer_cli.model import MMADFERConfig, build_model
-from mmadfer_cli.model.inference import resolve_precision
+from mmadfer_cli.model.inference import cast_weights, resolve_precision
 from mmadfer_cli.pipeline import model_predictor
 from mmadfer_cli.stage_timing import time_stages
 
@@ -65,7 +65,7 @@ def main() -> None:
         )
         precision = resolve_precision("auto", device)
         torch.manual_seed(0)
-        model = build_model(config).eval().to(device)
+        model = cast_weights(build_model(config).eval().to(device), precision)
         predict = model_predictor(model, device, precision)
 
         def make_detector(on: torch.device = device) -> FaceDetector:

@@ -28,7 +28,13 @@ from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
 from mmadfer_cli.faces.shared import CountedDetector, DetectorStats, SharedDetector
 from mmadfer_cli.media import video_id
-from mmadfer_cli.model.inference import Precision, resolve_precision
+from mmadfer_cli.model.inference import (
+    Bfloat16Mode,
+    Precision,
+    bfloat16_mode,
+    cast_weights,
+    resolve_precision,
+)
 from mmadfer_cli.model.registry import resolve_model
 from mmadfer_cli.outputs import RunInfo, rows_table
 from mmadfer_cli.pipeline import (
@@ -44,13 +50,21 @@ from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embed
 from mmadfer_cli.results import table_frame
 
 
-def run_settings(settings: ClipSettings, detector: FaceDetector, precision: str) -> dict:
-    """The settings that decide the rows, as recorded in the output and compared on resume."""
+def run_settings(
+    settings: ClipSettings,
+    detector: FaceDetector,
+    precision: str,
+    bfloat16: Bfloat16Mode | None = None,
+) -> dict:
+    """The settings that decide the rows, as recorded in the output and compared on resume
+    (with bfloat16, also how it ran: ``bfloat16_mode``)."""
     recorded = dataclasses.asdict(settings)
     recorded["face_models"] = str(settings.face_models) if settings.face_models else None
     recorded["detector_backend"] = detector.name
     recorded["detector_weights_sha256"] = detector_weights(detector)
     recorded["precision"] = precision
+    if precision == "bfloat16":
+        recorded["bfloat16_mode"] = bfloat16
     return recorded
 
 
@@ -130,6 +144,7 @@ def prepare(
     first_detector: Callable[[ClipSettings, torch.device], FaceDetector] = settings_detector,
     reid: ReidSettings | None = None,
     chunk_s: float = 60.0,
+    bfloat16: Bfloat16Mode | None = None,
 ) -> Prepared:
     """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
 
@@ -138,16 +153,22 @@ def prepare(
     detector shared by all workers, batching their frames; elsewhere each worker
     thread makes its own. Videos are processed in chunks of ``chunk_s`` seconds
     (0: whole videos). With ``reid``, each worker also embeds the faces it cuts
-    (``People`` then assigns the people of each finished video).
+    (``People`` then assigns the people of each finished video). With bfloat16 precision the
+    model runs in ``bfloat16`` mode (default: the device's faster one, ``bfloat16_mode``).
     """
     net, record = resolve_model(model, checkpoint, device=str(device))
+    bfloat16 = (bfloat16 or bfloat16_mode(device)) if precision == "bfloat16" else None
+    net = cast_weights(net, precision, bfloat16)
     first = first_detector(settings, device)
     embedders = [FaceEmbedder()] if reid is not None else []
     run = RunInfo(
         model_name=record.name,
         model_sha256=record.sha256,
         class_names=tuple(record.class_names),
-        settings={**run_settings(settings, first, precision), "reid": reid_settings(reid)},
+        settings={
+            **run_settings(settings, first, precision, bfloat16),
+            "reid": reid_settings(reid),
+        },
         tool_version=__version__,
         torch_version=torch.__version__,
     )

@@ -16,10 +16,13 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from mmadfer_cli import annotate, plot_timeline, read_results, summarize
+from mmadfer_cli.api import Prepared, prepare
 from mmadfer_cli.cli import app
+from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.commands.annotate import annotate as annotate_command
 from mmadfer_cli.discover import PathNotFoundError
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
+from mmadfer_cli.model.inference import Bfloat16Mode, Precision
 from tests.conftest import SAMPLE_VIDEOS
 
 FAST = {"detector": "dlib", "workers": 1, "batch_size": 4}
@@ -97,3 +100,26 @@ def test_annotate_has_the_cli_defaults() -> None:
 def test_annotate_raises_for_a_missing_path(tmp_path: Path) -> None:
     with pytest.raises(PathNotFoundError):
         annotate(tmp_path / "nowhere.mp4")
+
+
+def test_bfloat16_runs_the_way_of_the_device_and_records_it(inputs: tuple[Path, Path]) -> None:
+    _, checkpoint = inputs
+    cpu = torch.device("cpu")
+
+    def run(precision: Precision, bfloat16: Bfloat16Mode | None = None) -> Prepared:
+        settings = ClipSettings(detector="dlib")
+        return prepare(settings, model=None, checkpoint=checkpoint, device=cpu,
+                       precision=precision, bfloat16=bfloat16)  # fmt: skip
+
+    reference, autocast, weights = run("float32"), run("bfloat16"), run("bfloat16", "weights")
+    assert "bfloat16_mode" not in reference.run.settings  # float32 records what it always did
+    assert autocast.run.settings["bfloat16_mode"] == "autocast"  # the CPU's faster way
+    assert weights.run.settings["precision"] == "bfloat16"
+    assert weights.run.settings["bfloat16_mode"] == "weights"
+    clips = [torch.randint(0, 256, (16, 3, 224, 224), dtype=torch.uint8) for _ in range(3)]
+    fbanks = [torch.randn(512, 128) for _ in range(3)]
+    expected = reference.stages.predict(clips, fbanks)
+    for low in (autocast, weights):
+        probs = low.stages.predict(clips, fbanks)
+        assert probs.shape == expected.shape and not np.array_equal(probs, expected)
+        np.testing.assert_allclose(probs, expected, atol=0.02)

@@ -185,8 +185,9 @@ def annotate(
     precision: str = typer.Option(
         "auto",
         "--precision",
-        help=f"{', '.join(PRECISION_CHOICES)}: auto is bfloat16 autocast on CUDA (float16 without "
-        "bfloat16) and on CPUs with native bfloat16 (AVX512-BF16, AMX), else float32.",
+        help=f"{', '.join(PRECISION_CHOICES)}: auto is bfloat16 on CUDA (float16 without "
+        "bfloat16) and on CPUs with native bfloat16 (AVX512-BF16, AMX), else float32. bfloat16 "
+        "casts the weights on CUDA and runs under autocast on the CPU (faster on each).",
     ),
     batch_size: int = typer.Option(
         8, "--batch-size", "-b", min=1, help="Face clips per model call (across videos)."

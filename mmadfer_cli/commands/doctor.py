@@ -28,7 +28,7 @@ from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector, detector_weights
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
 from mmadfer_cli.model import MMADFERConfig, build_model
-from mmadfer_cli.model.inference import resolve_precision
+from mmadfer_cli.model.inference import cast_weights, resolve_precision
 from mmadfer_cli.model.registry import home, list_models
 from mmadfer_cli.pipeline import model_predictor
 from mmadfer_cli.stage_timing import time_stages
@@ -181,8 +181,9 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     )
     torch.manual_seed(0)
     config = MMADFERConfig.tiny()
-    model = build_model(config).eval().to(torch_device)
-    predict = model_predictor(model, torch_device, resolve_precision("auto", torch_device))
+    precision = resolve_precision("auto", torch_device)
+    model = cast_weights(build_model(config).eval().to(torch_device), precision)
+    predict = model_predictor(model, torch_device, precision)
     settings = ClipSettings(detector=detector, face_models=face_models)
 
     def make_detector() -> FaceDetector:
