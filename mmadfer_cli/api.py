@@ -132,6 +132,7 @@ class Prepared:
     stages: Stages
     people: People | None = None
     detection: DetectorStats = field(default_factory=DetectorStats)  # all workers' detection
+    model: torch.nn.Module | None = None  # for engines that run it elsewhere (Ray's actors)
 
 
 def prepare(
@@ -194,7 +195,7 @@ def prepare(
         predict=model_predictor(net, device, precision),
         chunks=chunks,
     )
-    return Prepared(run, stages, People(reid) if reid is not None else None, detection)
+    return Prepared(run, stages, People(reid) if reid is not None else None, detection, net)
 
 
 def annotate(

@@ -356,7 +356,10 @@ class _Pending:
 
 
 @dataclass
-class _Video:
+class VideoState:
+    """A video being annotated: its rows so far (with their chunk), chunk logs and counters;
+    ``result`` stitches the chunks' track ids once all are done (any engine)."""
+
     task: VideoTask
     video_id: str | None = None
     rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (chunk, row)
@@ -415,13 +418,13 @@ class _Batcher:
             stats,
             events,
         )
-        self.items: list[tuple[_Video, _Pending, int]] = []
+        self.items: list[tuple[VideoState, _Pending, int]] = []
         self.oldest = 0.0  # when the oldest queued clip arrived
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, video: _Video, chunk: int, clips: SegmentClips) -> None:
+    def add(self, video: VideoState, chunk: int, clips: SegmentClips) -> None:
         """Queue a segment's faces (a face-less segment is complete at once)."""
         n = len(clips.faces)
         pending = _Pending(clips, np.zeros((n, len(self.class_names)), np.float32), n, chunk)
@@ -438,7 +441,7 @@ class _Batcher:
         video.pending += 1
         self.items += [(video, pending, i) for i in range(n)]
 
-    def _complete(self, video: _Video, pending: _Pending) -> None:
+    def _complete(self, video: VideoState, pending: _Pending) -> None:
         assert pending.clips is not None
         if video.error is None:
             rows = segment_rows(
@@ -517,7 +520,7 @@ def run_pipeline(
     ]
     for thread in threads:
         thread.start()
-    state = {task.index: _Video(task) for task in videos}  # videos not yet yielded
+    state = {task.index: VideoState(task) for task in videos}  # videos not yet yielded
     touched: set[int] = set()  # videos whose state changed since the last check
     batcher = _Batcher(stages.predict, class_names, stats, events)
     alive = len(threads)

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -30,6 +31,15 @@ from rich.progress import (
 from mmadfer_cli.allocator import keep_freed_memory
 from mmadfer_cli.api import clip_settings, prepare, settings_detector
 from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.cluster.connect import (
+    ClusterInfo,
+    RayUnavailableError,
+    cluster_info,
+    cluster_precision,
+    connect,
+)
+from mmadfer_cli.cluster.driver import RayRun
+from mmadfer_cli.cluster.remote import ChunkSpec
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS
@@ -54,7 +64,6 @@ from mmadfer_cli.pipeline import (
     PipelineError,
     PipelineEvents,
     PipelineStats,
-    Stages,
     VideoResult,
     VideoTask,
     default_workers,
@@ -200,6 +209,19 @@ def annotate(
         help="Threads decoding videos, detecting faces and cutting clips, in parallel with the "
         "model. 0: one per CPU core, at most 8 (16 with a GPU).",
     ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help='local: this machine\'s threads. ray: a Ray cluster (pip install "mmadfer[ray]"): '
+        "chunks run as Ray tasks, the model (and the face detector on GPUs) in one actor per GPU.",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help=r"With --engine ray: the cluster to join (auto, or HOST:PORT). \[default: "
+        "RAY_ADDRESS, else a new Ray on this machine]",
+        show_default=False,
+    ),
     chunk: float = typer.Option(
         60.0,
         "--chunk",
@@ -323,12 +345,19 @@ def annotate(
         raise _usage_error(f"--precision must be one of {', '.join(PRECISION_CHOICES)}")
     if reid_scope not in SCOPES:
         raise _usage_error(f"--reid-scope must be one of {', '.join(SCOPES)}, not {reid_scope!r}")
+    if engine not in ENGINES:
+        raise _usage_error(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     try:
         videos = discover_videos(inputs, recursive=recursive, globs=globs)
-        torch_device = resolve_device(device)
-        mode = resolve_precision(precision, torch_device)
+        if engine == "ray":  # the driver loads the model on its CPU for the actors
+            cluster = _join_cluster(ray_address, ctx)
+            torch_device = torch.device("cpu")
+            mode = cluster_precision(precision, cluster.gpus)
+        else:
+            torch_device = resolve_device(device)
+            mode = resolve_precision(precision, torch_device)
         workers = workers or default_workers(torch_device)
-    except (PathNotFoundError, ValueError) as exc:
+    except (PathNotFoundError, ValueError, RayUnavailableError) as exc:
         raise _usage_error(str(exc)) from exc
     if torch_device.type == "cpu":
         keep_freed_memory()
@@ -395,22 +424,32 @@ def annotate(
 
     names = [path_text(v) for v in videos]
     pipeline_stats = PipelineStats()
+    on_ray = None
+    if engine == "ray":
+        assert prepared.model is not None
+        on_ray = RayRun(prepared.model, mode, batch_size)
+        frames = ReidSettings(reid_threshold, reid_scope).frames if reid else None
+        spec = ChunkSpec(settings, chunk, run.class_names, frames)
+
+        def start(events: PipelineEvents, stats: PipelineStats) -> Iterator[VideoResult]:
+            return on_ray.run(tasks, spec, events, stats)
+    else:
+
+        def start(events: PipelineEvents, stats: PipelineStats) -> Iterator[VideoResult]:
+            return run_pipeline(tasks, prepared.stages, run.class_names, batch_size=batch_size,
+                                workers=workers, events=events, stats=stats,
+                                threads_per_worker=worker_threads(workers, torch_device))  # fmt: skip
+
     exit_code, failures, damage = _run(
-        pipeline_stats,
-        tasks,
-        prepared.stages,
-        prepared.people,
-        run,
-        sink,
-        names,
-        batch_size,
-        workers,
-        worker_threads(workers, torch_device),
-        quiet,
-        debug,
+        pipeline_stats, len(tasks), start, prepared.people, run, sink, names, quiet, debug
     )
+    if on_ray is not None and not quiet:
+        _err.print(
+            f"Ray: {on_ray.services} service actor(s); object store peak "
+            f"{on_ray.object_store_peak / 2**20:.0f} MiB."
+        )
     if stats is not None:
-        _write_stats(stats, pipeline_stats, prepared.detection, workers, batch_size, chunk)
+        _write_stats(stats, pipeline_stats, prepared.detection, workers, batch_size, chunk, on_ray)
     failures = previous_failures + failures
     damage = previous_damage + damage
     if damage:
@@ -455,40 +494,41 @@ def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector
     return detector
 
 
+ENGINES = ("local", "ray")
+
+
+def _join_cluster(address: str | None, ctx: typer.Context) -> ClusterInfo:
+    """Join (or start) the Ray cluster; a Ray this command started stops with it."""
+    if connect(address):
+        import ray
+
+        ctx.call_on_close(ray.shutdown)
+    return cluster_info()
+
+
 def _run(
     stats: PipelineStats,
-    tasks: list[VideoTask],
-    stages: Stages,
+    count: int,
+    start: Callable[[PipelineEvents, PipelineStats], Iterator[VideoResult]],
     people: People | None,
     run: RunInfo,
     sink: Sink,
     all_videos: list[str],
-    batch_size: int,
-    workers: int,
-    threads_per_worker: int | None,
     quiet: bool,
     debug: bool,
 ) -> tuple[int, list[tuple[str, str]], list[tuple[str, list[tuple[float, float, str]]]]]:
-    """Run the pipeline into the sink: the exit code so far (0; 3 when results could not be
-    written or an internal error stopped the run; 130 when interrupted), the failed videos
-    with their reasons and the partly damaged ones with their damaged segments."""
+    """Run ``count`` videos through the engine ``start`` gives into the sink: the exit code so
+    far (0; 3 when results could not be written or an internal error stopped the run; 130 when
+    interrupted), the failed videos with their reasons and the partly damaged ones with their
+    damaged segments."""
     schema = run.schema()
-    events = _Progress(len(tasks), quiet)
+    events = _Progress(count, quiet)
     results: list[VideoResult] = []
     started = time.perf_counter()
     failures: list[tuple[str, str]] = []
     damage: list[tuple[str, list[tuple[float, float, str]]]] = []
-    pipeline = run_pipeline(
-        tasks,
-        stages,
-        run.class_names,
-        batch_size=batch_size,
-        workers=workers,
-        events=events,
-        stats=stats,
-        threads_per_worker=threads_per_worker,
-    )
-    kept = f"; {len(all_videos) - len(tasks)} video(s) done before this run"
+    pipeline = start(events, stats)
+    kept = f"; {len(all_videos) - count} video(s) done before this run"
     try:
         with events.progress:
             for result in pipeline:
@@ -498,7 +538,7 @@ def _run(
                     people.assign(result.rows)
                 sink.write(result.task.video, rows_table(result.rows, schema))
                 results.append(result)
-                kept = f"; {len(results) + len(all_videos) - len(tasks)} finished video(s)"
+                kept = f"; {len(results) + len(all_videos) - count} finished video(s)"
                 if result.error is not None:
                     failures.append((result.task.video, result.error))
                 if result.damaged:
@@ -541,7 +581,7 @@ def _run(
         return EXIT_STOPPED, failures, damage
     if not quiet:
         wall = time.perf_counter() - started
-        skipped = len(all_videos) - len(tasks)
+        skipped = len(all_videos) - count
         _summary(results, stats, skipped, wall, str(where or "stdout"))
     return 0, failures, damage
 
@@ -553,6 +593,7 @@ def _write_stats(
     workers: int,
     batch_size: int,
     chunk_s: float,
+    on_ray: RayRun | None = None,
 ) -> None:
     """Where the time went, as JSON: busy seconds and shares of the wall time per stage."""
     wall = max(stats.wall_s, 1e-9)
@@ -585,6 +626,12 @@ def _write_stats(
             "batch_size": batch_size,
         },
     }
+    if on_ray is not None:  # the model (and GPU detector) ran in the service actors
+        report["ray"] = {
+            "services": on_ray.services,
+            "object_store_peak_bytes": on_ray.object_store_peak,
+            **on_ray.service_stats,
+        }
     try:
         path.write_text(json.dumps(report, indent=2) + "\n")
     except OSError as exc:
