@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from mmadfer_cli.outputs import row_schema
@@ -74,3 +75,17 @@ def synthetic_rows() -> list[dict[str, Any]]:
 
 def synthetic_table() -> pa.Table:
     return pa.Table.from_pylist(synthetic_rows(), schema=row_schema(CLASSES))
+
+
+def assert_same_rows(a: pa.Table, b: pa.Table) -> None:
+    """Same rows; probabilities equal up to float rounding (batches may be composed differently)."""
+    assert a.schema.names == b.schema.names and a.num_rows == b.num_rows
+    for name in a.schema.names:
+        x, y = a[name].to_pylist(), b[name].to_pylist()
+        if pa.types.is_floating(a.schema.field(name).type):
+            assert [v is None for v in x] == [v is None for v in y], name
+            np.testing.assert_allclose(
+                [v for v in x if v is not None], [v for v in y if v is not None], atol=1e-5
+            )
+        else:
+            assert x == y, name

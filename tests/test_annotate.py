@@ -24,27 +24,15 @@ from typer.testing import CliRunner
 from mmadfer_cli.cli import app
 from mmadfer_cli.faces.mtcnn_weights import sources_checksum
 from mmadfer_cli.media import probe
-from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
 from mmadfer_cli.outputs import read_metadata, row_schema
 from tests.conftest import REPO, SAMPLE_VIDEOS
 from tests.damage_helpers import damage, overlaps, segment_bytes, small_video
+from tests.results_helpers import assert_same_rows
 
 # The short videos first, so that a killed run has finished exactly one.
 VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
 FAST = ["--workers", "2", "--batch-size", "4"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MMADFER_HOME holding one tiny random model, imported through the CLI."""
-    root = tmp_path_factory.mktemp("home")
-    torch.manual_seed(0)
-    save_checkpoint(build_model(MMADFERConfig.tiny()), root / "tiny.safetensors")
-    env = {**os.environ, "MMADFER_HOME": str(root / "cache")}
-    cmd = [sys.executable, "-m", "mmadfer_cli", "models", "import", str(root / "tiny.safetensors")]
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
-    return root / "cache"
 
 
 def _annotate(home: Path, *args: str) -> tuple[int, str, str]:
@@ -58,20 +46,6 @@ def baseline(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *FAST)
     assert code == 0, err
     return out
-
-
-def _assert_same_rows(a: pa.Table, b: pa.Table) -> None:
-    """Same rows; probabilities equal up to float rounding (batches may be composed differently)."""
-    assert a.schema.names == b.schema.names and a.num_rows == b.num_rows
-    for name in a.schema.names:
-        x, y = a[name].to_pylist(), b[name].to_pylist()
-        if pa.types.is_floating(a.schema.field(name).type):
-            assert [v is None for v in x] == [v is None for v in y], name
-            np.testing.assert_allclose(
-                [v for v in x if v is not None], [v for v in y if v is not None], atol=1e-5
-            )
-        else:
-            assert x == y, name
 
 
 def test_table_columns_types_metadata_and_timeline(baseline: Path) -> None:
@@ -116,7 +90,7 @@ def test_stdout_csv_streams_the_same_rows(home: Path, baseline: Path) -> None:
     assert next(iter(csv.reader(io.StringIO(out)))) == expected.schema.names
     # stdout has videos in the order they finish; the file in input order.
     key = [("video", "ascending"), ("segment", "ascending"), ("track_id", "ascending")]
-    _assert_same_rows(parsed.sort_by(key), expected.replace_schema_metadata(None).sort_by(key))
+    assert_same_rows(parsed.sort_by(key), expected.replace_schema_metadata(None).sort_by(key))
 
 
 def test_killed_run_resumes_to_the_uninterrupted_rows(
@@ -139,7 +113,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     assert "Resuming: 1 of 2" in err
     assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
     assert not parts.exists() and not (tmp_path / "results.parquet.lock").exists()
-    _assert_same_rows(pq.read_table(out), pq.read_table(baseline))
+    assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
 def test_ctrl_c_stops_cleanly_keeping_finished_videos(home: Path, tmp_path: Path) -> None:

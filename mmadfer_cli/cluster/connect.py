@@ -16,9 +16,13 @@ class RayUnavailableError(RuntimeError):
     """Ray is not installed, or the cluster cannot be reached; the message says what to do."""
 
 
+def ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
 def require_ray() -> None:
     """Raise ``RayUnavailableError`` with how to install Ray when it is missing."""
-    if importlib.util.find_spec("ray") is None:
+    if not ray_installed():
         raise RayUnavailableError(INSTALL_HINT)
 
 
@@ -35,7 +39,16 @@ def connect(address: str | None) -> bool:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "on this machine"
-        raise RayUnavailableError(f"cannot start or join a Ray cluster {where}: {exc}") from exc
+        hint = ""
+        if address and not os.environ.get("RAY_AUTH_MODE"):
+            hint = (
+                " (a cluster started with `ray start` may require a token: set RAY_AUTH_MODE=token"
+                " and, unless this machine has ~/.ray/auth_token, RAY_AUTH_TOKEN)"
+            )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayUnavailableError(
+            f"cannot start or join a Ray cluster {where}: {first}{hint}"
+        ) from exc
     return True
 
 

@@ -13,6 +13,9 @@ stitched the same way, for the same sink.
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +51,7 @@ class RayRun:
     object_store_peak: int = 0
     services: int = 0
     service_stats: dict[str, float] = field(default_factory=dict)
+    _model_ref: Any = None
 
     def run(
         self,
@@ -128,7 +132,7 @@ class RayRun:
     def _start_services(self, ray: Any, info: Any, spec: ChunkSpec) -> tuple[list[Any], Any]:
         """One service actor per GPU (``actors_per_gpu`` each), else one per node on the CPU;
         a service restarts when it dies and a call it had in hand runs again."""
-        model = ray.put(self.model.cpu())
+        self._model_ref = ray.put(self.model.cpu())  # kept for the life of the run
         gpus = int(info.gpus)
         options: dict[str, Any] = {
             "max_restarts": -1,
@@ -146,7 +150,8 @@ class RayRun:
             strategy = "SPREAD" if count > 1 else "DEFAULT"
             actor = ray.remote(Service).options(num_cpus=0, scheduling_strategy=strategy, **options)
             args = ("cpu", self.precision, self.batch_size, None)
-        services = [actor.remote(model, *args) for _ in range(count)]
+        with _native_stderr_muted():  # Ray's core logs that restarts need the model kept: it is
+            services = [actor.remote([self._model_ref], *args) for _ in range(count)]
         self.services = count
         detector = ray.get(services[0].detector.remote())  # also waits until the model loaded
         return services, detector
@@ -192,6 +197,21 @@ def _value(ray: Any, ref: Any) -> Any:
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Failure(f"the Ray task failed: {first}", None)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Silence what native code writes to stderr meanwhile (Ray's core prints an error-level note
+    when an actor that may restart gets arguments from the object store: here on purpose)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _summed(reports: list[dict[str, float]]) -> dict[str, float]:

@@ -193,12 +193,17 @@ class Service:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model_box: list[Any],
         device: str,
         precision: str,
         batch_size: int,
         detector_settings: ClipSettings | None = None,
     ) -> None:
+        import ray
+
+        # The model comes as a reference in a list, so that Ray passes the reference (which the
+        # driver keeps alive for restarts) rather than copying the weights into the arguments.
+        model: torch.nn.Module = ray.get(model_box[0])
         torch_device = torch.device(device)
         if torch_device.type == "cpu":
             keep_freed_memory()
