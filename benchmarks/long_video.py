@@ -65,13 +65,15 @@ def loop_video(source: Path, out: Path, seconds: float) -> float:
     return min(seconds, loops * one)
 
 
-def annotate(inputs: list[Path], checkpoint: Path, out: Path, args: argparse.Namespace) -> dict:
-    """Run the real command; its wall time, CPU use and ``--stats``."""
+def annotate(
+    inputs: list[Path], checkpoint: Path, out: Path, args: argparse.Namespace, *extra: str
+) -> dict:
+    """Run the real command (with ``extra`` options); its wall time, CPU use and ``--stats``."""
     stats = out.with_suffix(".stats.json")
     cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *map(str, inputs), "--out", str(out),
            "--checkpoint", str(checkpoint), "--device", args.device, "--workers", str(args.workers),
            "--batch-size", str(args.batch_size), "--chunk", str(args.chunk), "--stats", str(stats),
-           "--no-reid", "-q"]  # fmt: skip
+           "--no-reid", "-q", *extra]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)

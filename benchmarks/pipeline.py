@@ -7,6 +7,12 @@ the overlap efficiency: pipeline wall time over the slowest stage alone (1.0
 is perfect overlap). Weights are random: only speed is measured.
 
 Usage: ``python benchmarks/pipeline.py [VIDEO ...] [--model full|tiny] [--devices cpu,cuda]``
+
+``--engine ray`` instead compares the engines on one workload (``--minutes`` of
+looped sample video): the real ``mmadfer annotate`` on the local engine, then on
+a Ray cluster (``--ray-address``; default a local Ray the command starts), the
+wall time of each (the command's, and its pipeline's without start-up), their
+ratio and the object store's peak.
 """
 
 from __future__ import annotations
@@ -40,7 +46,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--detector", default="auto")
     parser.add_argument("--face-models", type=Path, default=None)
+    parser.add_argument("--engine", choices=("stages", "ray"), default="stages")
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--chunk", type=float, default=60.0)
     args = parser.parse_args()
+    if args.engine == "ray":
+        compare_engines(args)
+        return
 
     config = MMADFERConfig() if args.model == "full" else MMADFERConfig.tiny()
     settings = ClipSettings(detector=args.detector, face_models=args.face_models)
@@ -94,6 +107,45 @@ def main() -> None:
             f"{times.duration_s / times.pipeline_s:.2f}x real time "
             f"(benchmark total {time.perf_counter() - started:.1f} s)"
         )
+
+
+def compare_engines(args: argparse.Namespace) -> None:
+    """The same workload through the command on the local engine and on Ray."""
+    import os
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from long_video import SOURCE, annotate, loop_video
+
+    from mmadfer_cli.model import save_checkpoint
+
+    args.device = "auto"
+    with tempfile.TemporaryDirectory(prefix="mmadfer-bench-") as tmp:
+        root = Path(tmp)
+        torch.manual_seed(0)
+        config = MMADFERConfig() if args.model == "full" else MMADFERConfig.tiny()
+        save_checkpoint(build_model(config), root / "model.safetensors")
+        os.environ.setdefault("MMADFER_HOME", str(root / "home"))
+        video = root / "long.mp4"
+        seconds = loop_video(SOURCE, video, args.minutes * 60)
+        print(f"{seconds / 60:.1f} min of {SOURCE.name} looped, model {args.model}, "
+              f"{os.cpu_count()} CPUs, torch {torch.__version__}")  # fmt: skip
+        runs = {}
+        for engine in ("local", "ray"):
+            extra = ["--engine", engine]
+            if engine == "ray" and args.ray_address:
+                extra += ["--ray-address", args.ray_address]
+            run = annotate(
+                [video], root / "model.safetensors", root / f"{engine}.parquet", args, *extra
+            )
+            runs[engine] = run
+            print(f"  {engine}: command {run['wall']:.1f} s, pipeline {run['wall_s']:.1f} s, "
+                  f"CPU (user+sys)/wall {run['cpu'] / run['wall']:.2f}")  # fmt: skip
+        local, ray = runs["local"], runs["ray"]
+        peak = ray.get("ray", {}).get("object_store_peak_bytes", 0) / 2**20
+        print(f"  ray / local: command {ray['wall'] / local['wall']:.2f}, pipeline "
+              f"{ray['wall_s'] / local['wall_s']:.2f}; object store peak {peak:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -224,6 +224,9 @@ def annotate(
     reid: bool = True,
     reid_threshold: float = DEFAULT_THRESHOLD,
     reid_scope: str = "video",
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors_per_gpu: int = 1,
 ) -> pd.DataFrame:
     """Annotate videos (files or folders) and return the result table.
 
@@ -231,36 +234,57 @@ def annotate(
     ``min_face_size`` and so on, ``--no-reid`` is ``reid=False``), with the same defaults. The run's settings,
     model and versions are in ``df.attrs["mmadfer"]``, as in a Parquet file's
     metadata. On the CPU, as the command does, it keeps freed memory in the process
-    (``allocator.keep_freed_memory``: about 1.7x the model's speed there).
+    (``allocator.keep_freed_memory``: about 1.7x the model's speed there). With
+    ``engine="ray"`` it joins (or starts, and leaves running for the next call) a Ray cluster.
     """
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     videos = discover_videos(given, recursive=recursive, globs=globs)
     if not videos:
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
-    torch_device = resolve_device(device)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, not {engine!r}")
+    if engine == "ray":  # the model is loaded here on the CPU, for the cluster's actors
+        from mmadfer_cli.cluster.connect import cluster_info, cluster_precision, connect
+
+        connect(ray_address)
+        torch_device = torch.device("cpu")
+        mode = cluster_precision(precision, cluster_info().gpus)
+    else:
+        torch_device = resolve_device(device)
+        mode = resolve_precision(precision, torch_device)
     if torch_device.type == "cpu":
         keep_freed_memory()
     workers = workers or default_workers(torch_device)
     settings = clip_settings(window, stride, min_segment, min_face_frames, face_threshold,
                              min_face_size, max_faces, track_iou, max_gap, detector, face_models)  # fmt: skip
+    reid_with = ReidSettings(reid_threshold, reid_scope) if reid else None
     prepared = prepare(
         settings,
         model=model,
         checkpoint=Path(checkpoint) if checkpoint is not None else None,
         device=torch_device,
-        precision=resolve_precision(precision, torch_device),
-        reid=ReidSettings(reid_threshold, reid_scope) if reid else None,
+        precision=mode,  # type: ignore[arg-type]
+        reid=reid_with,
         chunk_s=chunk,
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
-    results = run_pipeline(
-        tasks,
-        prepared.stages,
-        prepared.run.class_names,
-        batch_size=batch_size,
-        workers=workers,
-        threads_per_worker=worker_threads(workers, torch_device),
-    )
+    if engine == "ray":
+        from mmadfer_cli.cluster.driver import RayRun
+        from mmadfer_cli.cluster.remote import ChunkSpec
+
+        assert prepared.model is not None
+        spec = ChunkSpec(settings, chunk, prepared.run.class_names,
+                         reid_with.frames if reid_with else None)  # fmt: skip
+        results = RayRun(prepared.model, mode, batch_size, actors_per_gpu).run(tasks, spec)
+    else:
+        results = run_pipeline(
+            tasks,
+            prepared.stages,
+            prepared.run.class_names,
+            batch_size=batch_size,
+            workers=workers,
+            threads_per_worker=worker_threads(workers, torch_device),
+        )
     try:
         finished = sorted(results, key=lambda r: r.task.index)
     finally:

@@ -156,3 +156,13 @@ def test_a_killed_driver_resumes_to_the_same_rows(
     assert done.returncode == 1, done.stderr
     assert "Resuming:" in done.stderr
     assert_same_rows(_rows(out), _rows(local))
+
+
+def test_doctor_checks_every_node(home: Path, cluster: dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "mmadfer_cli", "doctor", "--engine", "ray",
+           "--ray-address", cluster["address"]]  # fmt: skip
+    env = {**os.environ, "MMADFER_HOME": str(home), "COLUMNS": "200"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 node(s), 2 CPUs, 0 GPUs" in done.stdout
+    assert "tiny model ran, read 3 frames of single_speaker.mp4" in done.stdout

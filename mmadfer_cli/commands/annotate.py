@@ -222,6 +222,13 @@ def annotate(
         "RAY_ADDRESS, else a new Ray on this machine]",
         show_default=False,
     ),
+    actors_per_gpu: int = typer.Option(
+        1,
+        "--actors-per-gpu",
+        min=1,
+        help="With --engine ray: model service actors per GPU (2 keeps a GPU busy while one "
+        "actor waits on its chunks; each holds a copy of the model).",
+    ),
     chunk: float = typer.Option(
         60.0,
         "--chunk",
@@ -427,7 +434,7 @@ def annotate(
     on_ray = None
     if engine == "ray":
         assert prepared.model is not None
-        on_ray = RayRun(prepared.model, mode, batch_size)
+        on_ray = RayRun(prepared.model, mode, batch_size, actors_per_gpu)
         frames = ReidSettings(reid_threshold, reid_scope).frames if reid else None
         spec = ChunkSpec(settings, chunk, run.class_names, frames)
 

@@ -226,6 +226,19 @@ def doctor(
         help="Folder of an unpacked insightface model pack.",
         show_default=False,
     ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="local, or ray: also check the Ray cluster (its nodes, and on each node that "
+        "mmadfer imports, a model runs and the video reads: give --video on shared storage).",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="With --engine ray: the cluster (auto, or HOST:PORT). \\[default: RAY_ADDRESS, "
+        "else a new Ray on this machine]",
+        show_default=False,
+    ),
 ) -> None:
     """Check the installation: versions, devices, decoders, face detectors, models, and a timed pipeline run.
 
@@ -243,7 +256,50 @@ def doctor(
             _bad("sample video", f"{video} not found; pass --video FILE")
             raise typer.Exit(1)
         healthy = _check_video(video, device, detector, face_models)
+        if engine == "ray":
+            healthy = _ray(ray_address, video) and healthy
+        elif engine != "local":
+            _bad("engine", f"--engine must be local or ray, not {engine!r}")
+            healthy = False
     raise typer.Exit(0 if healthy else 1)
+
+
+def _ray(address: str | None, video: Path) -> bool:
+    """The cluster's nodes and resources, and a probe task on each node."""
+    from mmadfer_cli.cluster.checks import probe_nodes
+    from mmadfer_cli.cluster.connect import RayUnavailableError, cluster_info, connect
+
+    _out.print("[bold]Ray cluster[/]")
+    try:
+        started = connect(address)
+    except RayUnavailableError as exc:
+        _bad("ray", str(exc))
+        return False
+    import ray
+
+    try:
+        info = cluster_info()
+        _ok(
+            "cluster",
+            f"{len(info.nodes)} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs, object store "
+            f"{info.object_store_bytes / 2**30:.1f} GiB" + (" (started here)" if started else ""),
+        )
+        for name, cpus, gpus, store in info.nodes:
+            _out.print(
+                f"    {escape(name)}: {cpus:g} CPUs, {gpus:g} GPUs, {store / 2**30:.1f} GiB store"
+            )
+        healthy = True
+        for name, report in probe_nodes(str(video.resolve())):
+            if isinstance(report, BaseException):
+                first = str(report).strip().splitlines()[-1] if str(report).strip() else ""
+                _bad(f"node {name}", f"{type(report).__name__}: {first}")
+                healthy = False
+            else:
+                _ok(f"node {name}", report)
+        return healthy
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _check_video(video: Path, device: str, detector: str, face_models: Path | None) -> bool:
