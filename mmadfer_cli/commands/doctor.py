@@ -282,7 +282,8 @@ def _ray(address: str | None, video: Path) -> bool:
         _ok(
             "cluster",
             f"{len(info.nodes)} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs, object store "
-            f"{info.object_store_bytes / 2**30:.1f} GiB" + (" (started here)" if started else ""),
+            f"{info.object_store_bytes / 2**30:.1f} GiB"
+            + ("" if address or os.environ.get("RAY_ADDRESS") else " (a new local Ray)"),
         )
         for name, cpus, gpus, store in info.nodes:
             _out.print(
