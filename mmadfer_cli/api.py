@@ -243,12 +243,15 @@ def annotate(
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, not {engine!r}")
+    bf16_as: Bfloat16Mode | None = None
     if engine == "ray":  # the model is loaded here on the CPU, for the cluster's actors
         from mmadfer_cli.cluster.connect import cluster_info, cluster_precision, connect
 
         connect(ray_address)
         torch_device = torch.device("cpu")
-        mode = cluster_precision(precision, cluster_info().gpus)
+        gpus = cluster_info().gpus
+        mode = cluster_precision(precision, gpus)
+        bf16_as = bfloat16_mode("cuda") if gpus else None  # the GPU actors' faster way
     else:
         torch_device = resolve_device(device)
         mode = resolve_precision(precision, torch_device)
@@ -266,6 +269,7 @@ def annotate(
         precision=mode,  # type: ignore[arg-type]
         reid=reid_with,
         chunk_s=chunk,
+        bfloat16=bf16_as,
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
     if engine == "ray":

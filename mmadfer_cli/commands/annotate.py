@@ -49,7 +49,7 @@ from mmadfer_cli.faces.shared import DetectorStats
 from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import seconds_span, video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
-from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
+from mmadfer_cli.model.inference import PRECISION_CHOICES, bfloat16_mode, resolve_precision
 from mmadfer_cli.model.registry import RegistryError
 from mmadfer_cli.outputs import (
     FORMATS,
@@ -354,12 +354,14 @@ def annotate(
         raise _usage_error(f"--reid-scope must be one of {', '.join(SCOPES)}, not {reid_scope!r}")
     if engine not in ENGINES:
         raise _usage_error(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    bf16_as = None  # how bfloat16 runs: the device's faster way, or the GPU actors' (weights)
     try:
         videos = discover_videos(inputs, recursive=recursive, globs=globs)
         if engine == "ray":  # the driver loads the model on its CPU for the actors
             cluster = _join_cluster(ray_address, ctx)
             torch_device = torch.device("cpu")
             mode = cluster_precision(precision, cluster.gpus)
+            bf16_as = bfloat16_mode("cuda") if cluster.gpus else None
         else:
             torch_device = resolve_device(device)
             mode = resolve_precision(precision, torch_device)
@@ -395,6 +397,7 @@ def annotate(
             checkpoint=checkpoint,
             device=torch_device,
             precision=mode,
+            bfloat16=bf16_as,
             first_detector=_make_detector,
             reid=ReidSettings(reid_threshold, reid_scope) if reid else None,
         )
