@@ -52,6 +52,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     ray = [sys.executable, "-m", "ray.scripts.scripts"]
     start = [*ray, "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
              "--dashboard-port", str(dashboard), "--disable-usage-stats"]  # fmt: skip
+    # A token for the cluster and its clients (made once, in ~/.ray/auth_token, where none is).
+    subprocess.run([*ray, "get-auth-token", "--generate"], check=True, capture_output=True)
     subprocess.run(start, check=True, capture_output=True, timeout=120)
     try:
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
