@@ -168,3 +168,16 @@ def test_doctor_checks_every_node(home: Path, cluster: dict[str, str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 node(s), 2 CPUs, 0 GPUs" in done.stdout
     assert "tiny model ran, read 3 frames of single_speaker.mp4" in done.stdout
+
+
+def test_a_node_that_cannot_read_a_video_names_itself(tmp_path: Path) -> None:
+    # The videos must be on storage every node mounts; a node without them says which it is.
+    import socket as sock
+
+    from mmadfer_cli.clips import ClipSettings
+    from mmadfer_cli.cluster.remote import plan_video
+
+    plan = plan_video(str(tmp_path / "not_mounted_here.mp4"), ClipSettings(), 60.0)
+    assert plan.chunks == 0 and plan.failure is not None and plan.failure.exception is None
+    assert plan.failure.message.endswith(f"(on node {sock.gethostname()})")
+    assert "not_mounted_here.mp4" in plan.failure.message
