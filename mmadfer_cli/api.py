@@ -28,6 +28,7 @@ from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
 from mmadfer_cli.faces.shared import CountedDetector, DetectorStats, SharedDetector
 from mmadfer_cli.media import video_id
+from mmadfer_cli.model.compiled import compile_model
 from mmadfer_cli.model.inference import (
     Bfloat16Mode,
     Precision,
@@ -146,6 +147,7 @@ def prepare(
     reid: ReidSettings | None = None,
     chunk_s: float = 60.0,
     bfloat16: Bfloat16Mode | None = None,
+    compile_batch: int | None = None,
 ) -> Prepared:
     """Load the model and a face detector and wire the stages (the CLI and ``annotate`` share it).
 
@@ -156,10 +158,15 @@ def prepare(
     (0: whole videos). With ``reid``, each worker also embeds the faces it cuts
     (``People`` then assigns the people of each finished video). With bfloat16 precision the
     model runs in ``bfloat16`` mode (default: the device's faster one, ``bfloat16_mode``).
+    With ``compile_batch`` the model is compiled (``torch.compile``) for batches of that size
+    before this returns (``CompileError`` where it cannot be).
     """
     net, record = resolve_model(model, checkpoint, device=str(device))
     bfloat16 = (bfloat16 or bfloat16_mode(device)) if precision == "bfloat16" else None
     net = cast_weights(net, precision, bfloat16)
+    runs: torch.nn.Module = net
+    if compile_batch is not None:
+        runs = compile_model(net, device, precision, compile_batch)
     first = first_detector(settings, device)
     embedders = [FaceEmbedder()] if reid is not None else []
     run = RunInfo(
@@ -192,7 +199,7 @@ def prepare(
     stages = Stages(
         open_source=open_source,
         video_id=video_id,
-        predict=model_predictor(net, device, precision),
+        predict=model_predictor(runs, device, precision, pad_to=compile_batch),
         chunks=chunks,
     )
     return Prepared(run, stages, People(reid) if reid is not None else None, detection, net)
@@ -208,6 +215,7 @@ def annotate(
     batch_size: int = 8,
     workers: int = 0,
     chunk: float = 60.0,
+    compile: bool = False,
     window: float = 3.0,
     stride: float | None = None,
     min_segment: float = 1.0,
@@ -236,6 +244,7 @@ def annotate(
     metadata. On the CPU, as the command does, it keeps freed memory in the process
     (``allocator.keep_freed_memory``: about 1.7x the model's speed there). With
     ``engine="ray"`` it joins (or starts, and leaves running for the next call) a Ray cluster.
+    ``compile=True`` (local engine only) raises ``CompileError`` where torch.compile cannot work.
     """
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     videos = discover_videos(given, recursive=recursive, globs=globs)
@@ -243,6 +252,8 @@ def annotate(
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, not {engine!r}")
+    if compile and engine != "local":
+        raise ValueError("compile=True needs the local engine (Ray's actors run the model as is)")
     bf16_as: Bfloat16Mode | None = None
     if engine == "ray":  # the model is loaded here on the CPU, for the cluster's actors
         from mmadfer_cli.cluster.connect import cluster_info, cluster_precision, connect
@@ -270,6 +281,7 @@ def annotate(
         reid=reid_with,
         chunk_s=chunk,
         bfloat16=bf16_as,
+        compile_batch=batch_size if compile else None,
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
     if engine == "ray":

@@ -603,15 +603,24 @@ def use_threads(count: int) -> None:
 
 
 def model_predictor(
-    model: torch.nn.Module, device: torch.device, precision: Precision = "float32"
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: Precision = "float32",
+    pad_to: int | None = None,
 ) -> Predict:
     """The model stage over a batch of clips: see ``predict_proba`` for how uint8 clips reach the
-    device and which precision modes exist."""
+    device and which precision modes exist. ``pad_to``: a smaller batch is padded with blank
+    clips to this size (for a model compiled for one batch shape) and their rows dropped."""
 
     def predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
         images = torch.stack(list(clips))
         audio = torch.stack(list(fbanks)).unsqueeze(1)
-        return predict_proba(model, images, audio, device, precision).numpy()
+        n = len(images)
+        if pad_to is not None and n < pad_to:
+            images, audio = (
+                torch.cat([t, t.new_zeros((pad_to - n, *t.shape[1:]))]) for t in (images, audio)
+            )
+        return predict_proba(model, images, audio, device, precision)[:n].numpy()
 
     return predict
 

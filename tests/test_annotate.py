@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
@@ -114,6 +116,31 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
     assert not parts.exists() and not (tmp_path / "results.parquet.lock").exists()
     assert_same_rows(pq.read_table(out), pq.read_table(baseline))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="needs a C++ compiler")
+def test_compiled_model_gives_the_same_rows(home: Path, baseline: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.parquet"
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(out), *FAST, "--compile")
+    assert code == 0, err
+    assert "Compiling the model" in err
+    expected = pq.read_table(baseline).filter(pc.field("video") == VIDEOS[0])
+    assert expected.num_rows >= 2  # fewer clips than --batch-size 4: a padded batch
+    assert_same_rows(pq.read_table(out), expected)
+
+
+@pytest.mark.slow
+def test_compile_that_cannot_work_here_exits_2(home: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", VIDEOS[0], *FAST, "--compile",
+           "--out", str(tmp_path / "r.parquet")]  # fmt: skip
+    env = {**os.environ, "MMADFER_HOME": str(home), "CXX": str(tmp_path / "no-such-compiler"),
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "torch.compile cannot compile the model here" in result.stderr
+    assert "C++ compiler" in result.stderr and "run without --compile" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.parquet").exists()
 
 
 def test_ctrl_c_stops_cleanly_keeping_finished_videos(home: Path, tmp_path: Path) -> None:

@@ -297,6 +297,16 @@ def test_cpu_predictor_gives_probabilities_of_the_model() -> None:
     np.testing.assert_allclose(probs, torch.softmax(logits, -1).numpy(), atol=1e-6)
 
 
+def test_padded_predictor_runs_full_batches_and_drops_the_padding() -> None:
+    model, clips, fbanks = _tiny_model_and_inputs(3)
+    batches: list[int] = []
+    model.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
+    plain = model_predictor(model, torch.device("cpu"))(clips, fbanks)
+    padded = model_predictor(model, torch.device("cpu"), pad_to=5)(clips, fbanks)
+    assert batches == [3, 5] and padded.shape == plain.shape == (3, 7)
+    np.testing.assert_allclose(padded, plain, atol=1e-6)
+
+
 def test_workers_use_their_own_thread_count_and_the_model_keeps_all() -> None:
     # On the CPU each worker runs its detector on its share of the cores, while the model's
     # thread (the caller's) keeps every core for the times the workers wait on it.
