@@ -24,6 +24,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli import app
+from mmadfer_cli.clips import ClipSettings, count_chunks
 from mmadfer_cli.faces.mtcnn_weights import sources_checksum
 from mmadfer_cli.media import probe
 from mmadfer_cli.outputs import read_metadata, row_schema
@@ -98,9 +99,15 @@ def test_stdout_csv_streams_the_same_rows(home: Path, baseline: Path) -> None:
 def test_killed_run_resumes_to_the_uninterrupted_rows(
     home: Path, baseline: Path, tmp_path: Path
 ) -> None:
+    # Killed once the first video is written, with the second partly done: its clips wait for a
+    # batch (up to 2 s) while the worker runs the second video's chunks of one segment each
+    # (traced: 1 of 3 ended at the kill). The resumed run equals the unchunked baseline, track
+    # ids included.
+    chunked = ["--workers", "1", "--batch-size", "4", "--chunk", "3"]
+    assert [count_chunks(v, ClipSettings(), 3) for v in VIDEOS] == [2, 3]
     out = tmp_path / "results.parquet"
     parts = tmp_path / "results.parquet.parts"
-    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *FAST]
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *chunked]
     env = {**os.environ, "MMADFER_HOME": str(home)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -110,7 +117,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     proc.wait()
     assert not out.exists(), "the run finished before it could be killed"
     assert len(list(parts.glob("*.parquet"))) == 1
-    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *FAST)
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *chunked)
     assert code == 0, err
     assert "Resuming: 1 of 2" in err
     assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
