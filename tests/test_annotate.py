@@ -212,6 +212,8 @@ def test_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:
     assert code == 2 and "models import" in err
     code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "r.xlsx"))
     assert code == 2 and "--format" in err
+    code, _, err = _annotate(home, VIDEOS[0], "--out", out, "--compile", "--engine", "ray")
+    assert code == 2 and "--compile needs --engine local" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
