@@ -32,6 +32,7 @@ from mmadfer_cli.cluster.remote import (
     Service,
     plan_video,
     run_chunk,
+    warm_worker,
 )
 from mmadfer_cli.pipeline import PipelineEvents, PipelineStats, VideoResult, VideoState, VideoTask
 
@@ -67,7 +68,12 @@ class RayRun:
         stats = stats if stats is not None else PipelineStats()
         started = time.perf_counter()
         info = cluster_info()
-        services, detector = self._start_services(ray, info, spec)
+        # Workers import the chain and load their detectors while the services load the model.
+        warm = ray.remote(num_cpus=1, max_retries=0)(warm_worker)
+        for _ in range(int(min(info.cpus, 256))):
+            warm.remote(spec.settings, bool(info.gpus))
+        services, detector_ref = self._start_services(ray, info, spec)
+        detector: Any = None  # resolved when the first chunk goes out (the model is loaded then)
         plan = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(plan_video)
         chunk = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(run_chunk)
         limit = self.max_in_flight or max(2, int(2 * info.cpus))
@@ -86,6 +92,8 @@ class RayRun:
                         if state.get(task.index) is None or state[task.index].error is not None:
                             continue
                         video = state[task.index]
+                        if detector_ref is not None:
+                            detector, detector_ref = ray.get(detector_ref), None
                         ref = chunk.remote(
                             spec_ref, services[submitted % len(services)], detector,
                             str(task.path), task.video, video.video_id, (k, count),
@@ -131,7 +139,8 @@ class RayRun:
 
     def _start_services(self, ray: Any, info: Any, spec: ChunkSpec) -> tuple[list[Any], Any]:
         """One service actor per GPU (``actors_per_gpu`` each), else one per node on the CPU;
-        a service restarts when it dies and a call it had in hand runs again."""
+        a service restarts when it dies and a call it had in hand runs again. Also a reference
+        to the GPU detector's name and checksum (ready once the first service has loaded)."""
         self._model_ref = ray.put(self.model.cpu())  # kept for the life of the run
         gpus = int(info.gpus)
         options: dict[str, Any] = {
@@ -153,8 +162,7 @@ class RayRun:
         with _native_stderr_muted():  # Ray's core logs that restarts need the model kept: it is
             services = [actor.remote([self._model_ref], *args) for _ in range(count)]
         self.services = count
-        detector = ray.get(services[0].detector.remote())  # also waits until the model loaded
-        return services, detector
+        return services, services[0].detector.remote()
 
     @staticmethod
     def _planned(

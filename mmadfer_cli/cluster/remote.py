@@ -121,6 +121,14 @@ def _own_detector(settings: ClipSettings) -> FaceDetector:
     return settings_detector(settings, torch.device("cpu"))
 
 
+def warm_worker(settings: ClipSettings, gpu_detector: bool) -> None:
+    """Run first on each worker: importing this module and loading the CPU face detector (kept
+    per process) would otherwise delay the first chunk of every worker."""
+    keep_freed_memory()
+    if not gpu_detector:
+        _own_detector(settings)
+
+
 @functools.lru_cache(maxsize=1)
 def _embedder() -> FaceEmbedder:
     return FaceEmbedder()
