@@ -242,7 +242,7 @@ def annotate(
     ``min_face_size`` and so on, ``--no-reid`` is ``reid=False``), with the same defaults. The run's settings,
     model and versions are in ``df.attrs["mmadfer"]``, as in a Parquet file's
     metadata. On the CPU, as the command does, it keeps freed memory in the process
-    (``allocator.keep_freed_memory``: about 1.7x the model's speed there). With
+    (``allocator.keep_freed_memory``: 1.2x to 1.75x the model's speed there). With
     ``engine="ray"`` it joins (or starts, and leaves running for the next call) a Ray cluster.
     ``compile=True`` (local engine only) raises ``CompileError`` where torch.compile cannot work.
     """

@@ -1,4 +1,4 @@
-"""The CPU allocator setting is applied where the C library is glibc (its speed-up, about 1.7x
+"""The CPU allocator setting is applied where the C library is glibc (its speed-up, 1.2x to 1.75x
 for the full model on two cores, is measured by benchmarks/allocator.py, not asserted)."""
 
 from __future__ import annotations
