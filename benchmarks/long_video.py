@@ -65,6 +65,16 @@ def loop_video(source: Path, out: Path, seconds: float) -> float:
     return min(seconds, loops * one)
 
 
+def random_model(root: Path, size: str) -> Path:
+    """A checkpoint of random weights (speed does not depend on them) of the ``full`` or ``tiny``
+    model in ``root``, which also becomes ``MMADFER_HOME`` unless one is set."""
+    torch.manual_seed(0)
+    config = MMADFERConfig() if size == "full" else MMADFERConfig.tiny()
+    save_checkpoint(build_model(config), root / "model.safetensors")
+    os.environ.setdefault("MMADFER_HOME", str(root / "home"))
+    return root / "model.safetensors"
+
+
 def annotate(
     inputs: list[Path], checkpoint: Path, out: Path, args: argparse.Namespace, *extra: str
 ) -> dict:
@@ -111,17 +121,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mmadfer-bench-") as tmp:
         root = Path(tmp)
-        torch.manual_seed(0)
-        config = MMADFERConfig() if args.model == "full" else MMADFERConfig.tiny()
-        save_checkpoint(build_model(config), root / "model.safetensors")
-        os.environ.setdefault("MMADFER_HOME", str(root / "home"))
+        checkpoint = random_model(root, args.model)
         print(
             f"torch {torch.__version__}, {os.cpu_count()} CPUs, model {args.model}, device {args.device}"
         )
         if args.minutes > 0:
             video = root / "long.mp4"
             seconds = loop_video(SOURCE, video, args.minutes * 60)
-            run = annotate([video], root / "model.safetensors", root / "long.parquet", args)
+            run = annotate([video], checkpoint, root / "long.parquet", args)
             report(f"one {SOURCE.name} loop", seconds, run)
             if shutil.which("ffmpeg"):
                 start = time.perf_counter()
@@ -139,7 +146,7 @@ def main() -> None:
             seconds = loop_video(SOURCE, folder / "clip0000.mp4", 10.0)
             for i in range(1, args.clips):
                 os.link(folder / "clip0000.mp4", folder / f"clip{i:04d}.mp4")
-            run = annotate([folder], root / "model.safetensors", root / "clips", args)
+            run = annotate([folder], checkpoint, root / "clips", args)
             report(f"{args.clips} clips of {seconds:.0f} s", seconds * args.clips, run)
 
 

@@ -116,17 +116,12 @@ def compare_engines(args: argparse.Namespace) -> None:
     import tempfile
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from long_video import SOURCE, annotate, loop_video
-
-    from mmadfer_cli.model import save_checkpoint
+    from long_video import SOURCE, annotate, loop_video, random_model
 
     args.device = "auto"
     with tempfile.TemporaryDirectory(prefix="mmadfer-bench-") as tmp:
         root = Path(tmp)
-        torch.manual_seed(0)
-        config = MMADFERConfig() if args.model == "full" else MMADFERConfig.tiny()
-        save_checkpoint(build_model(config), root / "model.safetensors")
-        os.environ.setdefault("MMADFER_HOME", str(root / "home"))
+        checkpoint = random_model(root, args.model)
         video = root / "long.mp4"
         seconds = loop_video(SOURCE, video, args.minutes * 60)
         print(f"{seconds / 60:.1f} min of {SOURCE.name} looped, model {args.model}, "
@@ -136,9 +131,7 @@ def compare_engines(args: argparse.Namespace) -> None:
             extra = ["--engine", engine]
             if engine == "ray" and args.ray_address:
                 extra += ["--ray-address", args.ray_address]
-            run = annotate(
-                [video], root / "model.safetensors", root / f"{engine}.parquet", args, *extra
-            )
+            run = annotate([video], checkpoint, root / f"{engine}.parquet", args, *extra)
             runs[engine] = run
             print(f"  {engine}: command {run['wall']:.1f} s, pipeline {run['wall_s']:.1f} s, "
                   f"CPU (user+sys)/wall {run['cpu'] / run['wall']:.2f}")  # fmt: skip

@@ -50,6 +50,9 @@ from mmadfer_cli.pipeline import (
 from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
 from mmadfer_cli.results import table_frame
 
+ENGINES = ("local", "ray")
+"""Where ``annotate`` runs: this machine's threads, or a Ray cluster."""
+
 
 def run_settings(
     settings: ClipSettings,
@@ -250,19 +253,17 @@ def annotate(
     videos = discover_videos(given, recursive=recursive, globs=globs)
     if not videos:
         raise ValueError(f"no video files found in {', '.join(map(str, given))}")
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be local or ray, not {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if compile and engine != "local":
         raise ValueError("compile=True needs the local engine (Ray's actors run the model as is)")
-    bf16_as: Bfloat16Mode | None = None
+    bf16_as: Bfloat16Mode | None = None  # how bfloat16 runs: the device's way, or the GPU actors'
     if engine == "ray":  # the model is loaded here on the CPU, for the cluster's actors
         from mmadfer_cli.cluster.connect import cluster_info, cluster_precision, connect
 
         connect(ray_address)
         torch_device = torch.device("cpu")
-        gpus = cluster_info().gpus
-        mode = cluster_precision(precision, gpus)
-        bf16_as = bfloat16_mode("cuda") if gpus else None  # the GPU actors' faster way
+        mode, bf16_as = cluster_precision(precision, cluster_info().gpus)
     else:
         torch_device = resolve_device(device)
         mode = resolve_precision(precision, torch_device)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mmadfer_cli.model.inference import Bfloat16Mode
 
 INSTALL_HINT = (
     'the Ray engine needs the "ray" extra: pip install "mmadfer[ray]" (or pip install -e ".[ray]")'
@@ -102,14 +105,15 @@ def object_store_used() -> int | None:
     return None
 
 
-def cluster_precision(precision: str, gpus: float) -> str:
-    """The precision the service actors run: on GPUs ``auto`` is bfloat16 (every GPU since
-    Ampere; ask for float16 on older ones), on CPUs as on this machine's CPU."""
-    from mmadfer_cli.model.inference import check_precision, resolve_precision
+def cluster_precision(precision: str, gpus: float) -> tuple[str, Bfloat16Mode | None]:
+    """The precision the service actors run, and how bfloat16 runs there (for ``prepare``; None:
+    the driver's own way). On GPUs ``auto`` is bfloat16 (every GPU since Ampere; ask for float16
+    on older ones), with the weights cast as GPUs run it best; on CPUs as on this machine's CPU."""
+    from mmadfer_cli.model.inference import bfloat16_mode, check_precision, resolve_precision
 
     if not gpus:
-        return resolve_precision(precision, "cpu")
+        return resolve_precision(precision, "cpu"), None
     if precision == "auto":
-        return "bfloat16"
+        precision = "bfloat16"
     check_precision(precision, "cuda")
-    return precision
+    return precision, bfloat16_mode("cuda")

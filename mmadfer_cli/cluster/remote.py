@@ -12,6 +12,7 @@ worker does. Errors come back as values: an unreadable file names the node.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import socket
@@ -28,7 +29,7 @@ import torch
 from mmadfer_cli.allocator import keep_freed_memory
 from mmadfer_cli.api import settings_detector
 from mmadfer_cli.batching import Batched
-from mmadfer_cli.clips import ClipSettings, TrackLog
+from mmadfer_cli.clips import ClipSettings, TrackLog, count_chunks
 from mmadfer_cli.faces import FaceDetector, detector_weights
 from mmadfer_cli.faces.embedding import FaceEmbedder
 from mmadfer_cli.media import video_id
@@ -94,8 +95,6 @@ def _failure(exc: BaseException) -> Failure:
 
 def plan_video(path: str, settings: ClipSettings, chunk_s: float) -> Plan:
     """Open a video on a worker: its id and how many chunks it has."""
-    from mmadfer_cli.clips import count_chunks
-
     vid = None
     try:
         vid = video_id(path)
@@ -189,8 +188,6 @@ def run_chunk(
 
 def _without_pixels(clips: Any) -> Any:
     """A segment kept until its predictions come back: its face crops are no longer needed."""
-    import dataclasses
-
     faces = [dataclasses.replace(f, clip=torch.empty(0, dtype=torch.uint8)) for f in clips.faces]
     return dataclasses.replace(clips, faces=faces)
 

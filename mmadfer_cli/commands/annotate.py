@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from mmadfer_cli.allocator import keep_freed_memory
-from mmadfer_cli.api import clip_settings, prepare, settings_detector
+from mmadfer_cli.api import ENGINES, clip_settings, prepare, settings_detector
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.cluster.connect import (
     ClusterInfo,
@@ -50,7 +50,7 @@ from mmadfer_cli.lockfile import OutputBusyError
 from mmadfer_cli.media import seconds_span, video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.compiled import CompileError
-from mmadfer_cli.model.inference import PRECISION_CHOICES, bfloat16_mode, resolve_precision
+from mmadfer_cli.model.inference import PRECISION_CHOICES, resolve_precision
 from mmadfer_cli.model.registry import RegistryError
 from mmadfer_cli.outputs import (
     FORMATS,
@@ -371,8 +371,7 @@ def annotate(
         if engine == "ray":  # the driver loads the model on its CPU for the actors
             cluster = _join_cluster(ray_address, ctx)
             torch_device = torch.device("cpu")
-            mode = cluster_precision(precision, cluster.gpus)
-            bf16_as = bfloat16_mode("cuda") if cluster.gpus else None
+            mode, bf16_as = cluster_precision(precision, cluster.gpus)
         else:
             torch_device = resolve_device(device)
             mode = resolve_precision(precision, torch_device)
@@ -516,9 +515,6 @@ def _make_detector(settings: ClipSettings, device: torch.device) -> FaceDetector
     for warning in caught:
         _err.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
     return detector
-
-
-ENGINES = ("local", "ray")
 
 
 def _join_cluster(address: str | None, ctx: typer.Context) -> ClusterInfo:
