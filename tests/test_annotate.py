@@ -35,6 +35,9 @@ from tests.results_helpers import assert_same_rows
 # The short videos first, so that a killed run has finished exactly one.
 VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
 FAST = ["--workers", "2", "--batch-size", "4"]
+# One worker and 3-second chunks: the second video is still running, chunk by chunk, seconds
+# after the first one's part file appears (with two workers both can finish together).
+SERIAL = ["--workers", "1", "--batch-size", "4", "--chunk", "3"]
 runner = CliRunner()
 
 
@@ -103,11 +106,10 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     # batch (up to 2 s) while the worker runs the second video's chunks of one segment each
     # (traced: 1 of 3 ended at the kill). The resumed run equals the unchunked baseline, track
     # ids included.
-    chunked = ["--workers", "1", "--batch-size", "4", "--chunk", "3"]
     assert [count_chunks(v, ClipSettings(), 3) for v in VIDEOS] == [2, 3]
     out = tmp_path / "results.parquet"
     parts = tmp_path / "results.parquet.parts"
-    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *chunked]
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *SERIAL]
     env = {**os.environ, "MMADFER_HOME": str(home)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -117,7 +119,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     proc.wait()
     assert not out.exists(), "the run finished before it could be killed"
     assert len(list(parts.glob("*.parquet"))) == 1
-    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *chunked)
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *SERIAL)
     assert code == 0, err
     assert "Resuming: 1 of 2" in err
     assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
@@ -153,7 +155,7 @@ def test_compile_that_cannot_work_here_exits_2(home: Path, tmp_path: Path) -> No
 def test_ctrl_c_stops_cleanly_keeping_finished_videos(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
     parts = tmp_path / "results.csv.parts"
-    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *FAST]
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *SERIAL]
     env = {**os.environ, "MMADFER_HOME": str(home)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
