@@ -127,7 +127,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a cold torch.compile of the model: about a minute on 2 cores
 @pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="needs a C++ compiler")
 def test_compiled_model_gives_the_same_rows(home: Path, baseline: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.parquet"
