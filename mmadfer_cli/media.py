@@ -146,7 +146,8 @@ class _AudioTrack:
     def _seconds(self, pts: int | None) -> float | None:
         return None if pts is None else float(pts * self._stream.time_base) - self._origin_s
 
-    def _decode_next(self) -> None:
+    def _decode_next(self, skip_to: int) -> None:
+        """Decode one packet; its frames that end before sample ``skip_to`` are only counted."""
         assert self._packets is not None
         try:
             packet = next(self._packets)
@@ -170,7 +171,7 @@ class _AudioTrack:
             self._damage(packet)
             return
         for frame in frames:
-            self._add(frame)
+            self._add(frame, skip_to)
 
     def _damage(self, packet: av.Packet) -> None:
         """Remember a packet's time as undecodable and start a fresh decoder after it."""
@@ -192,17 +193,22 @@ class _AudioTrack:
             return 0.0
         return (self._buffer_start + self._buffered) / self.sample_rate
 
-    def _add(self, frame: av.AudioFrame) -> None:
-        seconds = self._seconds(frame.pts)
+    def _add(self, frame: av.AudioFrame, skip_to: int) -> None:
+        """Hold a decoded frame's samples, or only count them when the frame ends before
+        ``skip_to`` with nothing held: a chunk deep in a long video decodes everything before it
+        (see ``_restart``), and converting those frames cost as much as decoding them."""
         if self._buffer_start is None:
-            self._buffer_start = round((seconds or 0.0) * self.sample_rate)
-        elif self._skipped and seconds is not None:
+            self._buffer_start = round((self._seconds(frame.pts) or 0.0) * self.sample_rate)
+        elif self._skipped and (seconds := self._seconds(frame.pts)) is not None:
             # Skipped packets leave a hole: place this frame at its own time, silence between.
             gap = round(seconds * self.sample_rate) - (self._buffer_start + self._buffered)
             if gap > 0:
                 self._chunks.append(np.zeros((self.channels, gap), np.float32))
                 self._buffered += gap
         self._skipped = False
+        if not self._buffered and self._buffer_start + frame.samples <= skip_to:
+            self._buffer_start += frame.samples  # the same rate out: as many samples as in
+            return
         for out in self._resampler.resample(frame):
             samples = out.to_ndarray().astype(np.float32, copy=False)
             self._chunks.append(samples)
@@ -217,7 +223,7 @@ class _AudioTrack:
         while not self._exhausted and (
             self._buffer_start is None or self._buffer_start + self._buffered < end
         ):
-            self._decode_next()
+            self._decode_next(start)
             if self._buffer_start is not None and self._buffer_start + self._buffered <= start:
                 # Decoded only to reach ``start`` (a chunk deep in a long video): not kept.
                 self._buffer_start += self._buffered

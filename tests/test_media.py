@@ -226,6 +226,22 @@ def test_damaged_sound_is_refused_for_its_stretch_only(tmp_path: Path) -> None:
         assert np.corrcoef(late[0], reference[0])[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_late_span_read_first_equals_it_read_in_order(tmp_path: Path, damaged: bool) -> None:
+    # A chunk deep in a video reaches its sound by decoding all before it without keeping it:
+    # the same samples as a reader that went through in order (a damaged stretch on the way).
+    path = scramble(SINGLE, tmp_path / "scrambled.mp4") if damaged else SINGLE
+    with open_video(path) as in_order, open_video(path) as direct:
+        for start in np.arange(0.0, 6.0, 0.5):
+            try:
+                in_order.audio(start, start + 0.5)
+            except DamagedAudioError:
+                assert damaged
+        late = direct.audio(6.02, 7.9)
+        np.testing.assert_array_equal(late, in_order.audio(6.02, 7.9))
+        assert late.shape == (1, round(7.9 * 44100) - round(6.02 * 44100))
+
+
 def test_a_file_cut_short_keeps_its_beginning(tmp_path: Path) -> None:
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(SINGLE.read_bytes()[:200_000])  # about 6 of its 8 seconds
