@@ -10,6 +10,7 @@ memory stays bounded by one segment whatever the video's length.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -199,6 +200,7 @@ def iter_video_clips(
     chunk_s: float = 0.0,
     chunk_index: int = 0,
     log: TrackLog | None = None,
+    video: Video | None = None,
 ) -> Iterator[SegmentClips]:
     """Segments of one video, in order, each with its face clips and filterbank.
 
@@ -212,10 +214,11 @@ def iter_video_clips(
     time order, so that overlapping windows (a stride shorter than the window) share
     one consistent set of tracks. Frames are kept only while a segment still needs them.
     A segment with frames or sound that cannot be decoded (a damaged stretch) comes with
-    its ``error`` and no faces; the others are unaffected.
+    its ``error`` and no faces; the others are unaffected. ``video``: ``path`` already open
+    (``HeldVideo``), read from where it is and left open.
     """
     log = log if log is not None else TrackLog()
-    with open_video(path) as video:
+    with contextlib.nullcontext(video) if video is not None else open_video(path) as video:
         segments = [span_segment(video.frame_times, 0, *span)] if span else plan(video, settings)
         chunks = plan_chunks(len(segments), settings, chunk_s)
         if chunk_index >= len(chunks) or not segments:
@@ -306,6 +309,53 @@ def _segment_clips(
     except DamagedAudioError as error:
         return SegmentClips(segment, True, silent_fbank(), [], error=str(error))
     return SegmentClips(segment, has_audio, fbank, faces)
+
+
+class HeldVideo:
+    """A worker's last video, kept open for its next chunk of the same video.
+
+    A video's chunks are queued in order, so a worker's next chunk of it lies further on:
+    its reader goes on from where the last chunk stopped instead of opening the file again
+    and decoding the sound from the top (what a chunk deep in a long video costs, see
+    ``media``). Opened afresh after an error, or once damage made it change decoders: a
+    chunk's rows must not depend on which worker ran the chunks before it.
+    """
+
+    def __init__(self) -> None:
+        self._video: Video | None = None
+
+    def segments(
+        self,
+        path: str | os.PathLike[str],
+        settings: ClipSettings,
+        detector: FaceDetector,
+        chunk_s: float,
+        chunk_index: int,
+        log: TrackLog,
+    ) -> Iterator[SegmentClips]:
+        """``iter_video_clips`` of one chunk, on the held video when it is ``path``."""
+        held = self._video
+        if held is None or held.path != Path(path) or not held.reads_as_opened:
+            self.close()
+            self._video = open_video(path)
+        try:
+            yield from iter_video_clips(
+                path,
+                settings,
+                detector,
+                chunk_s=chunk_s,
+                chunk_index=chunk_index,
+                log=log,
+                video=self._video,
+            )
+        except BaseException:  # an error, or the run stopped mid-chunk (GeneratorExit)
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
 
 
 def count_chunks(path: str | os.PathLike[str], settings: ClipSettings, chunk_s: float) -> int:

@@ -367,6 +367,12 @@ class Video:
                 return set()
         return self._pyav.read(self.frame_times[indices], out)
 
+    @property
+    def reads_as_opened(self) -> bool:
+        """Whether frames still come from the decoder chosen at opening (damage makes decord
+        hand the rest of the video to PyAV, whose pixels differ slightly)."""
+        return self._decord is not None or self.info.backend == "pyav"
+
     def _park_decoder(self) -> None:
         """Stop decord's decoding thread from running ahead.
 

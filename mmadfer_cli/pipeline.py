@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmadfer_cli.clips import ClipSettings, TrackLog, count_chunks, iter_video_clips
+from mmadfer_cli.clips import ClipSettings, HeldVideo, TrackLog, count_chunks
 from mmadfer_cli.discover import path_text
 from mmadfer_cli.faces import FaceDetector
 from mmadfer_cli.media import MediaError
@@ -633,11 +633,10 @@ def media_source(
 
     def open_source() -> ClipSource:
         detector = make_detector()
+        held = HeldVideo()
 
         def source(path: Path, job: ChunkJob) -> Iterable[SegmentClips]:
-            return iter_video_clips(
-                path, settings, detector, chunk_s=chunk_s, chunk_index=job.index, log=job.log
-            )
+            return held.segments(path, settings, detector, chunk_s, job.index, job.log)
 
         return source
 

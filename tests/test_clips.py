@@ -203,3 +203,70 @@ def test_large_frames_are_shrunk_for_detection_a_few_at_a_time(
     # The shrunk picture is the rounded mean of each 3 x 3 block.
     block = frames[0, 3:6, 6:9].reshape(9, 3).mean(axis=0)
     np.testing.assert_array_equal(recorder.calls[0][0, 1, 2], np.floor(block + 0.5))
+
+
+class _OneBox:
+    """A detector that finds one fixed face in every frame (or fails when told to)."""
+
+    fail = False
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        if self.fail:
+            raise RuntimeError("detector failed")
+        return [np.array([[200, 100, 400, 350, 0.99]], np.float32) for _ in frames]
+
+
+def test_a_worker_reads_its_next_chunk_on_the_video_it_holds(monkeypatch) -> None:
+    # The held video goes on from where the last chunk stopped (sound included): the same
+    # clips and filterbanks as each chunk on a freshly opened video, one opening instead of 3.
+    video = SAMPLE_VIDEOS / "group_conversation.mp4"  # stereo 48 kHz sound
+    settings, detector = ClipSettings(stride_s=1.5), _OneBox()
+    fresh = [
+        list(iter_video_clips(video, settings, detector, chunk_s=1.5, chunk_index=k))
+        for k in range(3)
+    ]
+    assert [len(chunk) for chunk in fresh] == [1, 1, 1]  # one 3 s segment each
+    opened: list[Path] = []
+    real_open = clips.open_video
+    monkeypatch.setattr(clips, "open_video", lambda path: opened.append(path) or real_open(path))
+    held = clips.HeldVideo()
+    for k in range(3):
+        kept = list(held.segments(video, settings, detector, 1.5, k, clips.TrackLog()))
+        assert [s.segment.index for s in kept] == [s.segment.index for s in fresh[k]]
+        for ours, theirs in zip(kept, fresh[k], strict=True):
+            assert torch.equal(ours.fbank, theirs.fbank)
+            assert [f.track_id for f in ours.faces] == [f.track_id for f in theirs.faces]
+            assert all(
+                torch.equal(a.clip, b.clip) for a, b in zip(ours.faces, theirs.faces, strict=True)
+            )
+    assert opened == [video]
+    list(
+        held.segments(
+            SAMPLE_VIDEOS / "single_speaker.mp4", settings, detector, 1.5, 0, clips.TrackLog()
+        )
+    )
+    assert len(opened) == 2  # another video: the held one is closed, the new one opened
+    detector.fail = True
+    with pytest.raises(RuntimeError):
+        list(held.segments(video, settings, detector, 1.5, 1, clips.TrackLog()))
+    detector.fail = False
+    list(held.segments(video, settings, detector, 1.5, 2, clips.TrackLog()))
+    assert len(opened) == 4  # after an error the video is opened afresh
+
+
+def test_a_held_video_that_changed_decoders_is_opened_afresh(tmp_path: Path, monkeypatch) -> None:
+    # Damage (2-5 s) hands the frames to PyAV: a later chunk must not depend on who ran the
+    # chunks before it, so each chunk after the damage opens the video afresh.
+    video = scramble(SAMPLE_VIDEOS / "single_speaker.mp4", tmp_path / "scrambled.mp4")
+    settings, detector = ClipSettings(), _OneBox()
+    fresh = list(iter_video_clips(video, settings, detector, chunk_s=3.0, chunk_index=2))
+    opened: list[Path] = []
+    real_open = clips.open_video
+    monkeypatch.setattr(clips, "open_video", lambda path: opened.append(path) or real_open(path))
+    held = clips.HeldVideo()
+    chunks = [
+        list(held.segments(video, settings, detector, 3.0, k, clips.TrackLog())) for k in range(3)
+    ]
+    assert chunks[0][0].error and chunks[1][0].error and not chunks[2][0].error
+    assert opened == [video] * 3
+    assert torch.equal(chunks[2][0].faces[0].clip, fresh[0].faces[0].clip)
