@@ -102,8 +102,8 @@ def report(label: str, seconds: float, run: dict) -> None:
     m, d, md = run["model"], run["detector"], run["media"]
     print(
         f"  model busy {100 * m['busy_share']:.0f}% ({m['batches']} batches, "
-        f"{m['clips_per_batch']:.1f} clips per batch); detector busy {100 * d['busy_share']:.0f}% "
-        f"({d['frames_per_call']:.0f} frames per call); media chain busy "
+        f"{m['clips_per_batch']:.1f} clips per batch); {d['detectors']} detector(s) busy "
+        f"{100 * d['busy_share']:.0f}% each ({d['frames_per_call']:.0f} frames per call); media chain busy "
         f"{100 * md['busy_share_per_worker']:.0f}% per worker ({run['workers']} workers); "
         f"{run['chunks_per_s']:.2f} chunks/s"
     )

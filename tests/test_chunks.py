@@ -151,6 +151,9 @@ def test_stats_file_says_where_the_time_went(checkpoint: Path, tmp_path: Path) -
         report["detector"]["frames"] >= 32
         and 0 < report["detector"]["busy_s"] < report["wall_s"] * 2
     )
+    # On the CPU each worker has its own detector: the share is per detector, at most 1.
+    assert report["detector"]["detectors"] == report["workers"]
+    assert 0 < report["detector"]["busy_share"] <= 1
     assert 0 < report["model"]["busy_share"] < 1
 
 

@@ -630,9 +630,10 @@ def _write_stats(
             "busy_s": stats.produce_s,
             "busy_share_per_worker": stats.produce_s / (wall * workers),
         },
-        "detector": {
+        "detector": {  # one shared by the workers (GPU) or one per worker: busy_s summed
+            "detectors": detection.detectors,
             "busy_s": detection.busy_s,
-            "busy_share": detection.busy_s / wall,
+            "busy_share": detection.busy_s / (wall * max(detection.detectors, 1)),
             "calls": detection.calls,
             "frames": detection.frames,
             "frames_per_call": detection.frames / max(detection.calls, 1),

@@ -22,11 +22,13 @@ from mmadfer_cli.faces.detection import FaceDetector
 
 @dataclass
 class DetectorStats:
-    """Calls, frames and busy seconds of a run's face detection (summed over detectors)."""
+    """Calls, frames and busy seconds of a run's face detection (summed over its ``detectors``:
+    one shared by the workers, or one per worker)."""
 
     calls: int = 0
     frames: int = 0
     busy_s: float = 0.0
+    detectors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, frames: int, seconds: float) -> None:
@@ -43,6 +45,8 @@ class CountedDetector:
         self.detector, self.stats = detector, stats
         self.name = detector.name
         self.weights_sha256 = detector_weights(detector)
+        with stats._lock:
+            stats.detectors += 1
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         t0 = time.perf_counter()
@@ -58,7 +62,7 @@ class SharedDetector:
         self.detector = detector
         self.name = detector.name
         self.weights_sha256 = detector_weights(detector)
-        self.stats = DetectorStats()
+        self.stats = DetectorStats(detectors=1)
         self._batched = Batched(self._detect, max_frames, gather_s, name="mmadfer-detector")
 
     def _detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
