@@ -5,6 +5,8 @@ frame per call, over 1,000 in batches of 64; the model likewise), while each
 worker, chunk or remote task has only a few items at a time. Callers hand
 their items to one serving thread that takes everything waiting, up to
 ``max_items``, in one call; each caller gets back its own results, in order.
+A request larger than ``max_items`` runs as several calls of ``max_items``, so
+every call (and every count in ``BatchStats``) is one batch of at most that size.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class _Request(Generic[Item, Result]):
 
 @dataclass
 class BatchStats:
-    """Calls, items and busy seconds of the batched function."""
+    """Calls (batches of at most ``max_items``), items and busy seconds of the batched function."""
 
     calls: int = 0
     items: int = 0
@@ -45,7 +47,7 @@ class BatchStats:
 
 class Batched(Generic[Item, Result]):
     """``fn`` over lists of items, callable from many threads; their items meet in one call.
-    A request larger than ``max_items`` is passed whole (``fn`` may split it)."""
+    A request larger than ``max_items`` is split into calls of ``max_items``."""
 
     def __init__(
         self,
@@ -91,15 +93,18 @@ class Batched(Generic[Item, Result]):
         while True:
             requests = self._take()
             items = [item for r in requests for item in r.items]
-            t0 = time.perf_counter()
+            results: list[Result] = []
             try:
-                results = self.fn(items)
+                for start in range(0, len(items), self.max_items):
+                    batch = items[start : start + self.max_items]
+                    t0 = time.perf_counter()
+                    results.extend(self.fn(batch))
+                    self.stats.add(len(batch), time.perf_counter() - t0)
             except BaseException as exc:  # each caller gets the error of its batch
                 for r in requests:
                     r.error = exc
                     r.done.set()
                 continue
-            self.stats.add(len(items), time.perf_counter() - t0)
             first = 0
             for r in requests:
                 r.results = results[first : first + len(r.items)]

@@ -4,6 +4,7 @@ a killed Ray worker's chunk retried, resume after the driver was killed, and Ray
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,6 +111,9 @@ def test_ray_gives_the_local_engines_rows_and_error_rows(
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "2 video(s) failed" in done.stderr and "object store peak" in done.stderr
     assert "1 video(s) have damaged stretches" in done.stderr
+    # The summary counts the model's batches (at most --batch-size 4 clips each).
+    per_batch = re.search(r"in \d+ batches \(([\d.]+) clips per batch", done.stderr)
+    assert per_batch and 0 < float(per_batch[1]) <= 4, done.stderr
     assert_same_rows(_rows(out), _rows(local))
     assert pq.read_metadata(out).metadata == pq.read_metadata(local).metadata
 

@@ -129,7 +129,7 @@ class RayRun:
                         yield result
             self.service_stats = _summed(ray.get([s.stats.remote() for s in services]))
             stats.model_s = self.service_stats.get("model_s", 0.0)
-            stats.batches = int(self.service_stats.get("model_calls", 0))
+            stats.batches = int(self.service_stats.get("model_batches", 0))
         finally:
             stats.wall_s = time.perf_counter() - started
             for ref in flying:

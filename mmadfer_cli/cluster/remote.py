@@ -215,18 +215,11 @@ class Service:
             torch.set_num_threads(os.cpu_count() or 1)  # the chunk tasks wait on it: all cores
         model = model.to(torch_device).eval()
         predict = model_predictor(model, torch_device, precision)  # type: ignore[arg-type]
-        self.batch_size = batch_size
 
         def run(items: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
-            parts = [
-                predict(
-                    [c for c, _ in items[i : i + batch_size]],
-                    [f for _, f in items[i : i + batch_size]],
-                )
-                for i in range(0, len(items), batch_size)
-            ]
-            return np.concatenate(parts)
+            return predict([c for c, _ in items], [f for _, f in items])
 
+        # Batched runs at most batch_size clips per call: its stats count the model's batches.
         self._model = Batched(run, batch_size, gather_s=0.05, name="mmadfer-model")
         self._detector = None
         if detector_settings is not None:
@@ -248,9 +241,9 @@ class Service:
         return self._detector.name, detector_weights(self._detector)
 
     def stats(self) -> dict[str, float]:
-        """Model and detector calls, items and busy seconds so far."""
+        """Model batches, clips and busy seconds so far (and the detector's calls and frames)."""
         m = self._model.stats
-        report = {"model_calls": m.calls, "model_clips": m.items, "model_s": m.busy_s}
+        report = {"model_batches": m.calls, "model_clips": m.items, "model_s": m.busy_s}
         if self._detector is not None:
             d = self._detector.stats
             report |= {
