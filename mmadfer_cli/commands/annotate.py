@@ -40,6 +40,7 @@ from mmadfer_cli.cluster.connect import (
 )
 from mmadfer_cli.cluster.driver import RayRun
 from mmadfer_cli.cluster.remote import ChunkSpec
+from mmadfer_cli.commands.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.discover import PathNotFoundError, discover_videos, path_text
 from mmadfer_cli.faces import DETECTORS
@@ -213,14 +214,12 @@ def annotate(
     engine: str = typer.Option(
         "local",
         "--engine",
-        help='local: this machine\'s threads. ray: a Ray cluster (pip install "mmadfer[ray]"): '
-        "chunks run as Ray tasks, the model (and the face detector on GPUs) in one actor per GPU.",
+        help=ENGINE_HELP,
     ),
     ray_address: str | None = typer.Option(
         None,
         "--ray-address",
-        help=r"With --engine ray: the cluster to join (auto, or HOST:PORT). \[default: "
-        "RAY_ADDRESS, else a new Ray on this machine]",
+        help=RAY_ADDRESS_HELP,
         show_default=False,
     ),
     actors_per_gpu: int = typer.Option(

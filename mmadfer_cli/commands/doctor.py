@@ -23,6 +23,7 @@ from rich.markup import escape
 
 import mmadfer_cli
 from mmadfer_cli.clips import ClipSettings
+from mmadfer_cli.commands.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.demo_video import write_demo_video
 from mmadfer_cli.devices import resolve_device
 from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector, detector_weights
@@ -229,14 +230,14 @@ def doctor(
     engine: str = typer.Option(
         "local",
         "--engine",
-        help="local, or ray: also check the Ray cluster (its nodes, and on each node that "
-        "mmadfer imports, a model runs and the video reads: give --video on shared storage).",
+        help=f"{ENGINE_HELP} With ray, doctor also checks the cluster: its nodes, and on each "
+        "node that mmadfer imports, a model runs and the video reads (give --video on shared "
+        "storage).",
     ),
     ray_address: str | None = typer.Option(
         None,
         "--ray-address",
-        help="With --engine ray: the cluster (auto, or HOST:PORT). \\[default: RAY_ADDRESS, "
-        "else a new Ray on this machine]",
+        help=RAY_ADDRESS_HELP,
         show_default=False,
     ),
 ) -> None:
