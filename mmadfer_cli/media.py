@@ -277,10 +277,15 @@ class Video:
             # decord gives float32 seconds (0.04 -> 0.03999999910593033); container time bases
             # are far coarser than a microsecond, so rounding restores the exact times.
             spans = np.round(self._decord.get_frame_timestamp(range(count)).astype(np.float64), 6)
+            fps = float(self._decord.get_avg_fps())
+            if not _plausible_times(spans[:, 0]) and fps > 0:
+                # decord has no frame times for some files (H.264 in AVI: every frame at
+                # -3e17 s), which made a whole video one segment of 0 s. Such containers are
+                # constant-rate: frames are counted instead.
+                spans = np.stack([np.arange(count), np.arange(1, count + 1)], axis=1) / fps
             times = spans[:, 0]
             duration = float(spans[-1, 1])
             height, width = first.shape[:2]
-            fps = float(self._decord.get_avg_fps())
             backend = "decord"
         except Exception:  # decord raises assorted error types for files it cannot handle
             self._decord = None
@@ -290,11 +295,16 @@ class Video:
             backend = "pyav"
         self.frame_times = times - times[0]
         # A file cut short holds fewer frames than its header promises: the missing ones
-        # get times at the frame rate, so their segments are planned and reported.
+        # get times at the frame rate, so their segments are planned and reported. Counted
+        # by time as well: an AVI's header also counts empty chunks (a repeated frame, or
+        # the one FFmpeg's MPEG-4 encoder leaves at the end), which a complete file lacks
+        # no time for.
         self._readable = len(times)  # frames the decoders know of
         self._readable_s = duration - float(times[0])  # where what the file holds ends
         duration_s = max(self._readable_s, float(self.frame_times[-1]))
         missing = probe.declared_frames - len(times)
+        if fps > 0:
+            missing = min(missing, probe.declared_frames - round(self._readable_s * fps))
         if missing > 0 and fps > 0:
             extra = self._readable_s + np.arange(missing) / fps
             self.frame_times = np.concatenate([self.frame_times, np.round(extra, 6)])
@@ -416,6 +426,17 @@ class _Probe:
     has_audio: bool
     sample_rate: int | None
     channels: int | None
+
+
+def _plausible_times(times: np.ndarray) -> bool:
+    """Whether frame times are real: finite, not before the stream's start by more than a
+    second (edit lists shift a little), in order, and spread over time."""
+    return bool(
+        np.isfinite(times).all()
+        and times.min() > -1.0
+        and (np.diff(times) >= 0).all()
+        and (len(times) == 1 or times[-1] > times[0])
+    )
 
 
 def _probe(path: Path) -> _Probe:

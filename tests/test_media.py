@@ -250,3 +250,28 @@ def test_a_file_cut_short_keeps_its_beginning(tmp_path: Path) -> None:
         np.testing.assert_array_equal(video.frames([0, 60, 140]), clean.frames([0, 60, 140]))
         with pytest.raises(DamagedFramesError, match=r"7\.60-7\.96 s .*cut short: it ends at 6\."):
             video.frames(list(range(190, 200)))
+
+
+def _to_avi(tmp_path: Path, codec: str) -> Path:
+    out = tmp_path / f"{codec}.avi"
+    subprocess.run(
+        [require_tool("ffmpeg"), "-v", "error", "-i", str(SINGLE), "-c:v", codec, "-c:a",
+         "libmp3lame", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_h264_in_avi_has_its_frame_times(tmp_path: Path) -> None:
+    # decord gives no frame times there (each frame at -3e17 s): the whole video became one
+    # segment of 0 s. AVI is constant-rate, so the frames are counted.
+    with open_video(_to_avi(tmp_path, "libx264")) as video, open_video(SINGLE) as mp4:
+        assert video.info.frame_count == 200 and video.info.duration_s == pytest.approx(8.0)
+        np.testing.assert_allclose(video.frame_times, mp4.frame_times, atol=1e-6)
+
+
+def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
+    # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
+    with open_video(_to_avi(tmp_path, "mpeg4")) as video:
+        assert video.info.frame_count == 200
+        assert video.frames(list(range(200))).shape == (200, 480, 640, 3)

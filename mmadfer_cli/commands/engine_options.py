@@ -6,7 +6,7 @@ from __future__ import annotations
 
 ENGINE_HELP = (
     "local: this machine's threads. ray: a Ray cluster "
-    r'(pip install "mmadfer\[ray]"): chunks run as Ray tasks, the model (and the face detector '
+    r'(pip install "mmadfer-cli\[ray]"): chunks run as Ray tasks, the model (and the face detector '
     "on GPUs) in one actor per GPU."
 )
 RAY_ADDRESS_HELP = (
