@@ -1,8 +1,9 @@
 """Open a video file: metadata, frames by index (uint8 RGB) and the audio of a time span.
 
 decord decodes the frames (the project's choice: fast random access by
-index); PyAV takes over for files decord cannot open or decode, such as AV1
-(decord's bundled FFmpeg has no AV1 decoder) or unusual containers. Audio is
+index); PyAV takes over for files decord cannot open, decode or seek in, such as
+AV1 (decord's bundled FFmpeg has no AV1 decoder), AVIs without frame times
+(decord seeks to wrong frames there) or unusual containers. Audio is
 always read with PyAV, at the file's own sample rate and channel layout,
 because the model was trained on audio at the file's own rate and decord's
 AudioReader resamples and mixes down by default. Both backends honour
@@ -278,11 +279,11 @@ class Video:
             # are far coarser than a microsecond, so rounding restores the exact times.
             spans = np.round(self._decord.get_frame_timestamp(range(count)).astype(np.float64), 6)
             fps = float(self._decord.get_avg_fps())
-            if not _plausible_times(spans[:, 0]) and fps > 0:
-                # decord has no frame times for some files (H.264 in AVI: every frame at
-                # -3e17 s), which made a whole video one segment of 0 s. Such containers are
-                # constant-rate: frames are counted instead.
-                spans = np.stack([np.arange(count), np.arange(1, count + 1)], axis=1) / fps
+            if not _plausible_times(spans[:, 0]):
+                # decord has no frame times for some files (H.264 or MPEG-2 in AVI: every
+                # frame at -3e17 s), and without them it seeks to wrong frames (frame 199 of
+                # an H.264 AVI gave frame 100): PyAV reads such files.
+                raise MediaError("decord has no frame times")
             times = spans[:, 0]
             duration = float(spans[-1, 1])
             height, width = first.shape[:2]
@@ -497,6 +498,9 @@ class _PyAVFrames:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                # AVI stores no presentation times: its packets' are guessed from decoding
+                # order, wrong with B-frames (decoded frames came out stamped 1, 4, 3, 5, 2).
+                stamped = container.format.name != "avi"
                 self._time_base = stream.time_base
                 self.width, self.height = stream.codec_context.width, stream.codec_context.height
                 with contextlib.suppress(av.FFmpegError):  # damaged or cut short: what was read
@@ -511,7 +515,7 @@ class _PyAVFrames:
             self.width, self.height = self.height, self.width
         self.fps = float(rate) if rate else 25.0
         tb = float(self._time_base)
-        if any(p is None for p, _, _ in packets):  # no timestamps: frames are counted instead
+        if not stamped or any(p is None for p, _, _ in packets):  # frames are counted instead
             self._pts: np.ndarray | None = None
             self._keys = np.zeros(0, np.int64)
             self.times = np.arange(len(packets)) / self.fps

@@ -270,6 +270,17 @@ def test_h264_in_avi_has_its_frame_times(tmp_path: Path) -> None:
         np.testing.assert_allclose(video.frame_times, mp4.frame_times, atol=1e-6)
 
 
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+def test_avi_frames_without_frame_times_are_the_right_ones(tmp_path: Path, codec: str) -> None:
+    # decord has no frame times for these AVIs and then seeks to wrong frames (frame 199 of
+    # the H.264 one gave frame 100); AVI packets' own times are wrong with B-frames too.
+    path = _to_avi(tmp_path, codec)
+    with open_video(path) as video:
+        frames = video.frames([0, 37, 100, 199])
+    for got, index in zip(frames, [0, 37, 100, 199], strict=True):
+        assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2.0
+
+
 def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
     # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
     with open_video(_to_avi(tmp_path, "mpeg4")) as video:
