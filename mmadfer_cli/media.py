@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 decord.logging.set_level(decord.logging.QUIET)
 
 _ID_CHUNK = 1 << 20
+_SEEKS_LATE = {"mpeg", "mpegts"}  # MPEG program and transport streams: .mpg, .vob, .ts, .m2ts
 
 
 class MediaError(Exception):
@@ -271,6 +273,10 @@ class Video:
         self._unreadable = False  # neither decoder can read the frames any more
         self._audio: _AudioTrack | None = None
         try:
+            if probe.container in _SEEKS_LATE:
+                # decord's seeks land a keyframe late there: MPEG-2 frame k was frame k + 12,
+                # HEVC grey; PyAV's landing is checked (``_PyAVFrames._start``).
+                raise MediaError("decord seeks to wrong frames in this container")
             self._decord = decord.VideoReader(str(path), num_threads=1)
             count = len(self._decord)
             first = self._decord[0].asnumpy()  # decord decodes this codec (AV1: it does not)
@@ -294,14 +300,14 @@ class Video:
             times, duration = self._pyav.times, self._pyav.duration
             width, height, fps = self._pyav.width, self._pyav.height, self._pyav.fps
             backend = "pyav"
-        self.frame_times = times - times[0]
+        self.frame_times = np.round(times - times[0], 6)  # PyAV: 7.999999999999999 -> 8.0
         # A file cut short holds fewer frames than its header promises: the missing ones
         # get times at the frame rate, so their segments are planned and reported. Counted
         # by time as well: an AVI's header also counts empty chunks (a repeated frame, or
         # the one FFmpeg's MPEG-4 encoder leaves at the end), which a complete file lacks
         # no time for.
         self._readable = len(times)  # frames the decoders know of
-        self._readable_s = duration - float(times[0])  # where what the file holds ends
+        self._readable_s = round(duration - float(times[0]), 6)  # where what the file holds ends
         duration_s = max(self._readable_s, float(self.frame_times[-1]))
         missing = probe.declared_frames - len(times)
         if fps > 0:
@@ -422,6 +428,7 @@ class _Probe:
     """Container facts read once with PyAV."""
 
     rotation: int
+    container: str  # FFmpeg's name of the container format
     origin_s: float  # the video stream's start time: time 0 of frames and audio
     declared_frames: int  # as the container's header says (0: not said)
     has_audio: bool
@@ -473,6 +480,7 @@ def _probe(path: Path) -> _Probe:
         audio = container.streams.audio[0] if container.streams.audio else None
         return _Probe(
             rotation=rotation,
+            container=container.format.name,
             origin_s=origin,
             declared_frames=int(stream.frames or 0),
             has_audio=audio is not None,
@@ -535,12 +543,30 @@ class _PyAVFrames:
         self._last: int | None = None  # pts (or count) of the last frame decoded
 
     def _start(self, pts: int | None) -> None:
-        """Decode from the keyframe at or before ``pts`` (from the top when None)."""
-        if self._container is None:
-            self._container = av.open(str(self._path))
-        stream = self._container.streams.video[0]
-        self._container.seek(0 if pts is None else int(pts), stream=stream, backward=True)
-        self._frames = self._decode(self._container, stream)
+        """Decode from the keyframe at or before ``pts`` (from the top when None).
+
+        MPEG program and transport streams seek to the keyframe after the one asked for, or
+        past the end: a start that lands after ``pts`` tries the keyframe before, then the top.
+        """
+        target = pts
+        while True:
+            if target is None and self._container is not None:
+                self._container.close()  # from the top: opened afresh, no seeking
+                self._container = None
+            if self._container is None:
+                self._container = av.open(str(self._path))
+            stream = self._container.streams.video[0]
+            if target is not None:
+                self._container.seek(int(target), stream=stream, backward=True)
+            frames = self._decode(self._container, stream)
+            first = next(frames, None)
+            if target is None:
+                break
+            if first is not None and (first.pts is None or first.pts <= pts):
+                break
+            earlier = self._keys[self._keys < target]
+            target = int(earlier[-1]) if len(earlier) else None
+        self._frames = itertools.chain([first] if first is not None else [], frames)
         self._last = None
 
     @staticmethod

@@ -281,6 +281,26 @@ def test_avi_frames_without_frame_times_are_the_right_ones(tmp_path: Path, codec
         assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2.0
 
 
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("broadcast.mpg", ["mpeg2video", "-qscale:v", "2"]),
+        ("dvb.ts", ["libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]),
+    ],
+)
+def test_mpeg_stream_frames_are_the_right_ones(tmp_path: Path, name: str, codec: list[str]) -> None:
+    # Seeking in MPEG program and transport streams lands a keyframe late: decord gave frame
+    # k + 12 for frame k of MPEG-2 (HEVC: grey frames), and PyAV missed the first GOP.
+    path = tmp_path / name
+    ffmpeg("-i", str(SINGLE), "-t", "2", "-c:v", *codec, "-c:a", "mp2", str(path))
+    with open_video(path) as video:
+        assert video.info.frame_count == 50
+        assert video.frame_times[:2].tolist() == pytest.approx([0.0, 0.04])
+        for indices in ([30, 49], [5], [0, 13]):  # backwards too
+            for got, index in zip(video.frames(indices), indices, strict=True):
+                assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2
+
+
 def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
     # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
     with open_video(_to_avi(tmp_path, "mpeg4")) as video:
