@@ -277,6 +277,11 @@ class Video:
                 # decord's seeks land a keyframe late there: MPEG-2 frame k was frame k + 12,
                 # HEVC grey; PyAV's landing is checked (``_PyAVFrames._start``).
                 raise MediaError("decord seeks to wrong frames in this container")
+            if probe.edited:
+                # decord shows the frames an edit list hides, and its indices to them change
+                # with seeking: frame 50 of a video trimmed at 1.3 s was the source's 50, frame
+                # 20 its 53; the sound, which starts at the trim, 1.3 s off.
+                raise MediaError("decord ignores edit lists")
             self._decord = decord.VideoReader(str(path), num_threads=1)
             count = len(self._decord)
             first = self._decord[0].asnumpy()  # decord decodes this codec (AV1: it does not)
@@ -309,9 +314,10 @@ class Video:
         self._readable = len(times)  # frames the decoders know of
         self._readable_s = round(duration - float(times[0]), 6)  # where what the file holds ends
         duration_s = max(self._readable_s, float(self.frame_times[-1]))
-        missing = probe.declared_frames - len(times)
+        declared = probe.declared_frames - (self._pyav.hidden if self._pyav is not None else 0)
+        missing = declared - len(times)
         if fps > 0:
-            missing = min(missing, probe.declared_frames - round(self._readable_s * fps))
+            missing = min(missing, declared - round(self._readable_s * fps))
         if missing > 0 and fps > 0:
             extra = self._readable_s + np.arange(missing) / fps
             self.frame_times = np.concatenate([self.frame_times, np.round(extra, 6)])
@@ -429,6 +435,7 @@ class _Probe:
 
     rotation: int
     container: str  # FFmpeg's name of the container format
+    edited: bool  # an edit list hides frames before the start
     origin_s: float  # the video stream's start time: time 0 of frames and audio
     declared_frames: int  # as the container's header says (0: not said)
     has_audio: bool
@@ -467,8 +474,10 @@ def _probe(path: Path) -> _Probe:
         stream = container.streams.video[0]
         origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         rotation = 0
+        edited = False  # an edit list hides frames before the start (a trimmed phone video)
         try:
             for packet in container.demux(stream):
+                edited = edited or packet.is_discard
                 for frame in packet.decode():
                     rotation = int(getattr(frame, "rotation", 0) or 0)
                     break
@@ -481,6 +490,7 @@ def _probe(path: Path) -> _Probe:
         return _Probe(
             rotation=rotation,
             container=container.format.name,
+            edited=edited,
             origin_s=origin,
             declared_frames=int(stream.frames or 0),
             has_audio=audio is not None,
@@ -502,6 +512,7 @@ class _PyAVFrames:
         self._path = path
         self._rotation = probe.rotation
         packets: list[tuple[int | None, int, bool]] = []  # pts, duration, keyframe
+        self.hidden = 0  # frames an edit list hides (counted in the header's number of frames)
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
@@ -513,7 +524,9 @@ class _PyAVFrames:
                 self.width, self.height = stream.codec_context.width, stream.codec_context.height
                 with contextlib.suppress(av.FFmpegError):  # damaged or cut short: what was read
                     for packet in container.demux(stream):
-                        if packet.size:
+                        if packet.size and packet.is_discard:
+                            self.hidden += 1
+                        elif packet.size:
                             packets.append((packet.pts, packet.duration or 0, packet.is_keyframe))
         except av.FFmpegError as error:
             raise MediaError(f"{path}: video stream cannot be read ({error.strerror})") from error

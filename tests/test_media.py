@@ -301,6 +301,19 @@ def test_mpeg_stream_frames_are_the_right_ones(tmp_path: Path, name: str, codec:
                 assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2
 
 
+def test_a_video_trimmed_by_an_edit_list_starts_at_the_trim(tmp_path: Path) -> None:
+    # Cut without re-encoding (as phones and QuickTime trim): the file keeps the frames from
+    # the keyframe before the cut, and an edit list hides them. decord showed them, with
+    # indices that changed with seeking, and the sound (which starts at the cut) 1.3 s off.
+    path = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", "1.3", "-i", str(SINGLE), "-c", "copy", str(path))
+    with open_video(path) as video:
+        assert video.info.frame_count == 167 and video.info.duration_s == pytest.approx(6.68)
+        for indices in ([0, 20, 100, 166], [10]):
+            for got, index in zip(video.frames(indices), indices, strict=True):
+                assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2
+
+
 def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
     # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
     with open_video(_to_avi(tmp_path, "mpeg4")) as video:
