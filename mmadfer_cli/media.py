@@ -512,7 +512,11 @@ class _PyAVFrames:
         self._path = path
         self._rotation = probe.rotation
         packets: list[tuple[int | None, int, bool]] = []  # pts, duration, keyframe
-        self.hidden = 0  # frames an edit list hides (counted in the header's number of frames)
+        # Frames the header counts that show nothing of their own: hidden by an edit list,
+        # or an AVI's empty chunks (the previous frame again; FFmpeg writes one where a
+        # stream's first frame is delayed), which the demuxer skips.
+        self.hidden = 0
+        chunks = 0  # an AVI's chunks up to the last read, empty ones too: its packets' dts + 1
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
@@ -528,6 +532,7 @@ class _PyAVFrames:
                             self.hidden += 1
                         elif packet.size:
                             packets.append((packet.pts, packet.duration or 0, packet.is_keyframe))
+                            chunks = max(chunks, (packet.dts or 0) + 1)
         except av.FFmpegError as error:
             raise MediaError(f"{path}: video stream cannot be read ({error.strerror})") from error
         if not packets:
@@ -536,6 +541,8 @@ class _PyAVFrames:
             self.width, self.height = self.height, self.width
         self.fps = float(rate) if rate else 25.0
         tb = float(self._time_base)
+        if not stamped:
+            self.hidden += max(chunks - len(packets), 0)
         if not stamped or any(p is None for p, _, _ in packets):  # frames are counted instead
             self._pts: np.ndarray | None = None
             self._keys = np.zeros(0, np.int64)

@@ -314,6 +314,29 @@ def test_a_video_trimmed_by_an_edit_list_starts_at_the_trim(tmp_path: Path) -> N
                 assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2
 
 
+def test_an_avi_with_an_empty_chunk_is_complete(tmp_path: Path) -> None:
+    # Lossless x264 beside an MP3 track: FFmpeg's AVI muxer writes an empty chunk, which the
+    # header counts (106 frames) and the demuxer skips (105): the last segment got an error row
+    # saying the file was cut short, and the run exit code 1.
+    path = tmp_path / "lossless.avi"
+    ffmpeg(
+        "-i",
+        str(SINGLE),
+        "-t",
+        "4.2",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "0",
+        "-c:a",
+        "libmp3lame",
+        str(path),
+    )
+    with open_video(path) as video:
+        assert video.info.frame_count == 105 and video.info.duration_s == pytest.approx(4.2)
+        assert video.frames([0, 104]).shape == (2, 480, 640, 3)
+
+
 def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
     # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
     with open_video(_to_avi(tmp_path, "mpeg4")) as video:
