@@ -31,6 +31,10 @@ class DetectorStats:
     detectors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def add_detector(self) -> None:
+        with self._lock:
+            self.detectors += 1
+
     def add(self, frames: int, seconds: float) -> None:
         with self._lock:
             self.calls += 1
@@ -45,8 +49,7 @@ class CountedDetector:
         self.detector, self.stats = detector, stats
         self.name = detector.name
         self.weights_sha256 = detector_weights(detector)
-        with stats._lock:
-            stats.detectors += 1
+        stats.add_detector()
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         t0 = time.perf_counter()
