@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import mmadfer_cli
+from mmadfer_cli.api import ENGINES
 from mmadfer_cli.clips import ClipSettings
 from mmadfer_cli.commands.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.demo_video import write_demo_video
@@ -259,8 +260,8 @@ def doctor(
         healthy = _check_video(video, device, detector, face_models)
         if engine == "ray":
             healthy = _ray(ray_address, video) and healthy
-        elif engine != "local":
-            _bad("engine", f"--engine must be local or ray, not {engine!r}")
+        elif engine not in ENGINES:
+            _bad("engine", f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
             healthy = False
     raise typer.Exit(0 if healthy else 1)
 
