@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 _RUN = """
 import resource, sys, time, torch
-from mmadfer_cli.allocator import keep_freed_memory
+from mmadfer_cli.run.allocator import keep_freed_memory
 from mmadfer_cli.model import MMADFERConfig, build_model
 from mmadfer_cli.model.inference import predict_logits, resolve_precision
 if sys.argv[1] == "keep":

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 from long_video import SOURCE, loop_video
 
-from mmadfer_cli.media import open_video
+from mmadfer_cli.media.video import open_video
 
 
 def decode_prefix(path: Path, seconds: float) -> float:

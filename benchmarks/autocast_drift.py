@@ -51,7 +51,7 @@ def face_clips(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The astronaut's face, shifted and rescaled slightly per frame, with speech from the reference WAVs."""
     from skimage.data import astronaut
 
-    from mmadfer_cli.audio import batch_fbank
+    from mmadfer_cli.media.fbank import batch_fbank
     from tests.test_audio import read_wav
 
     photo = torch.from_numpy(astronaut()).permute(2, 0, 1).float()

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from mmadfer_cli.faces.mtcnn import MtcnnDetector
-from mmadfer_cli.media import open_video
+from mmadfer_cli.media.video import open_video
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO = REPO / "sample_videos" / "single_speaker.mp4"

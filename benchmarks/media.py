@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 import decord
 
-from mmadfer_cli.clips import ClipSettings, iter_video_clips
 from mmadfer_cli.faces import DetectorUnavailableError, create_detector
-from mmadfer_cli.media import open_video
+from mmadfer_cli.media.video import open_video
+from mmadfer_cli.run.clips import ClipSettings, iter_video_clips
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,14 +14,14 @@ __version__ = "0.1.0.dev0"
 
 _API = {
     "annotate": "mmadfer_cli.api",
-    "read_results": "mmadfer_cli.results",
-    "summarize": "mmadfer_cli.summary",
-    "summarize_videos": "mmadfer_cli.summary",
-    "plot_timeline": "mmadfer_cli.timeline",
-    "write_report": "mmadfer_cli.report",
-    "export_eaf": "mmadfer_cli.exports",
-    "export_subtitles": "mmadfer_cli.exports",
-    "write_overlay": "mmadfer_cli.overlay",
+    "read_results": "mmadfer_cli.table.read",
+    "summarize": "mmadfer_cli.reporting.summary",
+    "summarize_videos": "mmadfer_cli.reporting.summary",
+    "plot_timeline": "mmadfer_cli.reporting.timeline",
+    "write_report": "mmadfer_cli.reporting.report",
+    "export_eaf": "mmadfer_cli.reporting.exports",
+    "export_subtitles": "mmadfer_cli.reporting.exports",
+    "write_overlay": "mmadfer_cli.reporting.overlay",
 }
 __all__ = ["__version__", *_API]
 

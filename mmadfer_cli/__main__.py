@@ -1,5 +1,5 @@
 """Allow ``python -m mmadfer_cli``."""
 
-from mmadfer_cli.cli import main
+from mmadfer_cli.cli.app import main
 
 main()

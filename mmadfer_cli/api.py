@@ -19,16 +19,13 @@ import pandas as pd
 import torch
 
 from mmadfer_cli import __version__
-from mmadfer_cli.allocator import keep_freed_memory
-from mmadfer_cli.clips import ClipSettings
-from mmadfer_cli.devices import resolve_device
-from mmadfer_cli.discover import discover_videos, path_text
 from mmadfer_cli.faces import create_detector, detector_weights
 from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
-from mmadfer_cli.faces.shared import CountedDetector, DetectorStats, SharedDetector
-from mmadfer_cli.media import video_id
+from mmadfer_cli.media.discover import discover_videos, path_text
+from mmadfer_cli.media.video import video_id
 from mmadfer_cli.model.compiled import compile_model
+from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.model.inference import (
     Bfloat16Mode,
     Precision,
@@ -37,8 +34,9 @@ from mmadfer_cli.model.inference import (
     resolve_precision,
 )
 from mmadfer_cli.model.registry import resolve_model
-from mmadfer_cli.outputs import RunInfo, rows_table
-from mmadfer_cli.pipeline import (
+from mmadfer_cli.run.allocator import keep_freed_memory
+from mmadfer_cli.run.clips import ClipSettings
+from mmadfer_cli.run.engines.local import (
     Stages,
     VideoTask,
     default_workers,
@@ -47,8 +45,10 @@ from mmadfer_cli.pipeline import (
     run_pipeline,
     worker_threads,
 )
-from mmadfer_cli.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
-from mmadfer_cli.results import table_frame
+from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, People, ReidSettings, with_embeddings
+from mmadfer_cli.run.shared_detector import CountedDetector, DetectorStats, SharedDetector
+from mmadfer_cli.table.read import table_frame
+from mmadfer_cli.table.sinks import RunInfo, rows_table
 
 ENGINES = ("local", "ray")
 """Where ``annotate`` runs: this machine's threads, or a Ray cluster."""
@@ -259,7 +259,7 @@ def annotate(
         raise ValueError("compile=True needs the local engine (Ray's actors run the model as is)")
     bf16_as: Bfloat16Mode | None = None  # how bfloat16 runs: the device's way, or the GPU actors'
     if engine == "ray":  # the model is loaded here on the CPU, for the cluster's actors
-        from mmadfer_cli.cluster.connect import cluster_info, cluster_precision, connect
+        from mmadfer_cli.run.engines.ray.connect import cluster_info, cluster_precision, connect
 
         connect(ray_address)
         torch_device = torch.device("cpu")
@@ -286,8 +286,8 @@ def annotate(
     )
     tasks = [VideoTask(i, path_text(p), p) for i, p in enumerate(videos)]
     if engine == "ray":
-        from mmadfer_cli.cluster.driver import RayRun
-        from mmadfer_cli.cluster.remote import ChunkSpec
+        from mmadfer_cli.run.engines.ray.driver import RayRun
+        from mmadfer_cli.run.engines.ray.remote import ChunkSpec
 
         assert prepared.model is not None
         spec = ChunkSpec(settings, chunk, prepared.run.class_names,

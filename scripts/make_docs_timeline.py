@@ -18,7 +18,7 @@ import torch
 
 from mmadfer_cli import annotate, plot_timeline
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
-from mmadfer_cli.results import person_column
+from mmadfer_cli.table.read import person_column
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO = REPO / "sample_videos" / "group_conversation.mp4"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mmadfer_cli.allocator import keep_freed_memory
+from mmadfer_cli.run.allocator import keep_freed_memory
 
 
 @pytest.mark.skipif(

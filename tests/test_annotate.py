@@ -23,11 +23,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
-from mmadfer_cli.clips import ClipSettings, count_chunks
+from mmadfer_cli.cli.app import app
 from mmadfer_cli.faces.mtcnn_weights import sources_checksum
-from mmadfer_cli.media import probe
-from mmadfer_cli.outputs import read_metadata, row_schema
+from mmadfer_cli.media.video import probe
+from mmadfer_cli.run.clips import ClipSettings, count_chunks
+from mmadfer_cli.table.sinks import read_metadata, row_schema
 from tests.conftest import REPO, SAMPLE_VIDEOS
 from tests.damage_helpers import damage, overlaps, segment_bytes, small_video
 from tests.results_helpers import assert_same_rows
@@ -308,7 +308,7 @@ ONE_SEGMENT = [*FAST, "--window", "5", "--workers", "1"]
 def test_disk_full_keeps_finished_videos_and_resume_completes(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmadfer_cli.outputs as outputs
+    import mmadfer_cli.table.sinks as outputs
 
     videos = _two_short_videos(tmp_path)
     out = tmp_path / "r.parquet"
@@ -358,7 +358,7 @@ def test_an_internal_error_is_one_line_naming_video_and_stage(
 def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmadfer_cli.pipeline as pipeline
+    import mmadfer_cli.run.engines.local as pipeline
 
     videos = _two_short_videos(tmp_path)
     out = tmp_path / "results"

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from mmadfer_cli import annotate, plot_timeline, read_results, summarize
 from mmadfer_cli.api import Prepared, prepare
-from mmadfer_cli.cli import app
-from mmadfer_cli.clips import ClipSettings
-from mmadfer_cli.commands.annotate import annotate as annotate_command
-from mmadfer_cli.discover import PathNotFoundError
+from mmadfer_cli.cli.annotate import annotate as annotate_command
+from mmadfer_cli.cli.app import app
+from mmadfer_cli.media.discover import PathNotFoundError
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
 from mmadfer_cli.model.inference import Bfloat16Mode, Precision
+from mmadfer_cli.run.clips import ClipSettings
 from tests.conftest import SAMPLE_VIDEOS
 
 FAST = {"detector": "dlib", "workers": 1, "batch_size": 4}

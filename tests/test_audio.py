@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmadfer_cli.audio import (
+from mmadfer_cli.media.fbank import (
     FBANK_FRAMES,
     MEL_BINS,
     NORM_MEAN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmadfer_cli.batching import Batched
+from mmadfer_cli.run.batching import Batched
 
 
 def test_a_request_larger_than_max_items_runs_as_batches_each_counted() -> None:

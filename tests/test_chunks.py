@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from mmadfer_cli import annotate
-from mmadfer_cli.clips import ClipSettings, plan_chunks
-from mmadfer_cli.faces.shared import SharedDetector
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
+from mmadfer_cli.run.clips import ClipSettings, plan_chunks
+from mmadfer_cli.run.shared_detector import SharedDetector
 from tests.conftest import SAMPLE_VIDEOS, require_tool
 
 
@@ -136,7 +136,7 @@ def test_shared_detector_passes_errors_to_the_callers() -> None:
 def test_stats_file_says_where_the_time_went(checkpoint: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from mmadfer_cli.cli import app
+    from mmadfer_cli.cli.app import app
 
     out, stats = tmp_path / "results.csv", tmp_path / "stats.json"
     args = ["annotate", str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), "--out", str(out),

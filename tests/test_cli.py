@@ -9,7 +9,7 @@ import sys
 from typer.testing import CliRunner
 
 from mmadfer_cli import __version__
-from mmadfer_cli.cli import app
+from mmadfer_cli.cli.app import app
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmadfer_cli.discover import PathNotFoundError, discover_videos, is_video_name, path_text
+from mmadfer_cli.media.discover import PathNotFoundError, discover_videos, is_video_name, path_text
 
 
 def touch(path: Path) -> Path:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
-from mmadfer_cli.commands import doctor
-from mmadfer_cli.demo_video import write_demo_video
-from mmadfer_cli.media import open_video
+from mmadfer_cli.cli import doctor
+from mmadfer_cli.cli.app import app
+from mmadfer_cli.media.demo_video import write_demo_video
+from mmadfer_cli.media.video import open_video
 from tests.conftest import SAMPLE_VIDEOS
 
 runner = CliRunner()

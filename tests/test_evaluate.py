@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mmadfer_cli.evaluate import compute_metrics, confusion_matrix, write_report
+from mmadfer_cli.recipe.evaluate import compute_metrics, confusion_matrix, write_report
 
 # rows: true class, columns: predicted class
 FIXED = np.array([[3, 1, 0], [2, 2, 0], [0, 1, 1]])

@@ -10,12 +10,12 @@ import pytest
 from pympi.Elan import Eaf
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
-from mmadfer_cli.discover import path_text
-from mmadfer_cli.exports import export_eaf, export_subtitles
-from mmadfer_cli.exports.eaf import media_file
-from mmadfer_cli.exports.subtitles import cues
-from mmadfer_cli.outputs import write_table
+from mmadfer_cli.cli.app import app
+from mmadfer_cli.media.discover import path_text
+from mmadfer_cli.reporting.eaf import media_file
+from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
+from mmadfer_cli.reporting.subtitles import cues
+from mmadfer_cli.table.sinks import write_table
 from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
 
 runner = CliRunner()

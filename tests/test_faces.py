@@ -14,7 +14,7 @@ from skimage import data
 from mmadfer_cli.faces import DetectorUnavailableError, create_detector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces, face_region
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps, iou
-from mmadfer_cli.media import open_video
+from mmadfer_cli.media.video import open_video
 from tests.conftest import SAMPLE_VIDEOS
 
 onnx = pytest.importorskip("onnx")

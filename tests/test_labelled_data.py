@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmadfer_cli import augment
-from mmadfer_cli.labelled_data import (
+from mmadfer_cli.recipe import augment
+from mmadfer_cli.recipe.labelled_data import (
     DataError,
     FrameFolderClip,
     official_wav_path,

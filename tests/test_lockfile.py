@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mmadfer_cli.lockfile import OutputBusyError, OutputLock
+from mmadfer_cli.table.lock import OutputBusyError, OutputLock
 from tests.conftest import REPO
 
 HOLD = (
-    "import sys, time; from pathlib import Path; from mmadfer_cli.lockfile import OutputLock; "
+    "import sys, time; from pathlib import Path; from mmadfer_cli.table.lock import OutputLock; "
     "lock = OutputLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)"
 )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmadfer_cli.media import (
+from mmadfer_cli.media.video import (
     DamagedAudioError,
     DamagedFramesError,
     MediaError,

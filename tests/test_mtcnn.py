@@ -68,7 +68,7 @@ def test_boxes_match_the_official_preprocessing(
 
 
 def _frames(name: str, indices: list[int]) -> np.ndarray:
-    from mmadfer_cli.media import open_video
+    from mmadfer_cli.media.video import open_video
 
     with open_video(REPO / "sample_videos" / name) as video:
         return video.frames(indices)

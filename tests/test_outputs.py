@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmadfer_cli import outputs
+from mmadfer_cli.table import sinks as outputs
 
 CLASSES = ("happiness", "sadness", "neutral")
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmadfer_cli.devices import resolve_device
+from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.model.inference import resolve_precision
-from mmadfer_cli.pipeline import (
+from mmadfer_cli.run.engines.local import (
     PipelineError,
     PipelineEvents,
     PipelineStats,

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
+from mmadfer_cli.cli.app import app
 from tests.conftest import REPO, SAMPLE_VIDEOS
 from tests.results_helpers import assert_same_rows
 
@@ -28,7 +28,7 @@ runner = CliRunner()
 def test_engine_ray_without_ray_says_how_to_install(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mmadfer_cli.cluster.connect.ray_installed", lambda: False)
+    monkeypatch.setattr("mmadfer_cli.run.engines.ray.connect.ray_installed", lambda: False)
     args = ["annotate", str(SAMPLE_VIDEOS / "single_speaker.mp4"), "--out", str(tmp_path / "r.csv")]
     result = runner.invoke(app, [*args, "--engine", "ray"], env={"MMADFER_HOME": str(home)})
     assert result.exit_code == 2
@@ -178,8 +178,8 @@ def test_a_node_that_cannot_read_a_video_names_itself(tmp_path: Path) -> None:
     # The videos must be on storage every node mounts; a node without them says which it is.
     import socket as sock
 
-    from mmadfer_cli.clips import ClipSettings
-    from mmadfer_cli.cluster.remote import plan_video
+    from mmadfer_cli.run.clips import ClipSettings
+    from mmadfer_cli.run.engines.ray.remote import plan_video
 
     plan = plan_video(str(tmp_path / "not_mounted_here.mp4"), ClipSettings(), 60.0)
     assert plan.chunks == 0 and plan.failure is not None and plan.failure.exception is None

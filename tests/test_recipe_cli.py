@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
+from mmadfer_cli.cli.app import app
 from mmadfer_cli.model import load_checkpoint
 from tests.conftest import SAMPLE_VIDEOS
 from tests.recipe_helpers import CLASSES, make_separable_set, write_tiny_encoders

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmadfer_cli.cli import app
+from mmadfer_cli.cli.app import app
 from mmadfer_cli.model import save_checkpoint
 from mmadfer_cli.model.labels import MAFW_CLASSES
 from mmadfer_cli.model.registry import (

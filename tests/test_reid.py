@@ -18,11 +18,11 @@ import torch
 from typer.testing import CliRunner
 
 from mmadfer_cli.api import annotate
-from mmadfer_cli.cli import app
+from mmadfer_cli.cli.app import app
 from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
-from mmadfer_cli.outputs import read_metadata
-from mmadfer_cli.reid import EMBEDDINGS_KEY, People, ReidSettings, cluster, pick_slots
+from mmadfer_cli.run.reid import EMBEDDINGS_KEY, People, ReidSettings, cluster, pick_slots
+from mmadfer_cli.table.sinks import read_metadata
 from tests.reid_helpers import ASTRONAUT_FACE, GROUP_FACES, Shot, astronaut, group, write_video
 
 FAST = {"detector": "dlib", "window": 1.0, "workers": 1, "batch_size": 8}

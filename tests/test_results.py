@@ -11,15 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmadfer_cli.filenames import video_stems
-from mmadfer_cli.outputs import METADATA_KEY, write_table
-from mmadfer_cli.results import (
+from mmadfer_cli.reporting.filenames import video_stems
+from mmadfer_cli.table.read import (
     ResultsError,
     class_names,
     person_column,
     read_results,
     table_frame,
 )
+from mmadfer_cli.table.sinks import METADATA_KEY, write_table
 from tests.results_helpers import CLASSES, VIDEO_A, VIDEO_B, VIDEO_C, synthetic_table
 
 META = {"model": {"name": "tiny", "class_names": list(CLASSES)}, "settings": {"window_s": 3.0}}

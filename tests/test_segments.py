@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mmadfer_cli.segments import official_frame_indices, plan_segments
+from mmadfer_cli.media.segments import official_frame_indices, plan_segments
 
 
 def test_sampling_matches_the_official_loader(reference_dir) -> None:

@@ -8,12 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmadfer_cli.clip_dataset import LabelledClipDataset
-from mmadfer_cli.evaluate import predict
-from mmadfer_cli.labelled_data import read_annotation_list
 from mmadfer_cli.model import MMADFERConfig, build_model, load_checkpoint
-from mmadfer_cli.pretrained import PretrainedError, load_pretrained_encoders, read_encoder_state
-from mmadfer_cli.train import TrainSettings, is_officially_trained, set_official_trainable, train
+from mmadfer_cli.model.pretrained import (
+    PretrainedError,
+    load_pretrained_encoders,
+    read_encoder_state,
+)
+from mmadfer_cli.recipe.dataset import LabelledClipDataset
+from mmadfer_cli.recipe.evaluate import predict
+from mmadfer_cli.recipe.labelled_data import read_annotation_list
+from mmadfer_cli.recipe.train import (
+    TrainSettings,
+    is_officially_trained,
+    set_official_trainable,
+    train,
+)
 from tests.recipe_helpers import CLASSES, make_separable_set, write_tiny_encoders
 
 # What the official main.py trains, written out by module (not by its substring rules).

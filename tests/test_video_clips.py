@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmadfer_cli.clip_dataset import LabelledClipDataset
-from mmadfer_cli.clips import ClipSettings, iter_video_clips
 from mmadfer_cli.faces import create_detector
-from mmadfer_cli.labelled_data import VideoSpanClip
-from mmadfer_cli.video_clips import extract_span_clips
+from mmadfer_cli.recipe.dataset import LabelledClipDataset
+from mmadfer_cli.recipe.labelled_data import VideoSpanClip
+from mmadfer_cli.recipe.video_spans import extract_span_clips
+from mmadfer_cli.run.clips import ClipSettings, iter_video_clips
 from tests.conftest import SAMPLE_VIDEOS
 
 VIDEO = SAMPLE_VIDEOS / "single_speaker.mp4"  # 25 fps: 0-3 s is frames 0..74
@@ -93,7 +93,7 @@ def test_span_faces_are_cached_for_a_resumed_run(tmp_path, monkeypatch) -> None:
     def no_face_stage(*args, **kwargs):
         raise AssertionError("the face stage ran again")
 
-    monkeypatch.setattr("mmadfer_cli.video_clips.iter_video_clips", no_face_stage)
+    monkeypatch.setattr("mmadfer_cli.recipe.video_spans.iter_video_clips", no_face_stage)
     again = extract_span_clips(rows, SETTINGS, cache=tmp_path)
     a, b = first[2], again[2]
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.boxes, b.boxes)

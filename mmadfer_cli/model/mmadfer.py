@@ -118,7 +118,7 @@ class MMADFER(nn.Module):
     """``model(images, audio) -> logits``.
 
     images: float (B, frames, 3, H, W) in [0, 1], RGB, no mean/std normalisation.
-    audio: the normalised filterbank (B, 1, 512, 128) (see ``mmadfer_cli.audio``).
+    audio: the normalised filterbank (B, 1, 512, 128) (see ``mmadfer_cli.media.fbank``).
     """
 
     def __init__(self, config: MMADFERConfig) -> None:

@@ -1,0 +1,1 @@
+"""The ``mmadfer`` command (``app``) and its sub-commands, one module each: flags and printing."""

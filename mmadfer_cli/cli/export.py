@@ -1,0 +1,84 @@
+"""``mmadfer export eaf|srt|vtt``: a result table as ELAN files or subtitles, one file per video."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.markup import escape
+
+from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
+from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
+
+app = typer.Typer(
+    help="Export a result table for other tools: ELAN (.eaf) or subtitles (.srt, .vtt), "
+    "one file per video.",
+    no_args_is_help=True,
+)
+
+_OUT_HELP = "Folder for the files, one per video, named after it (created when missing)."
+
+
+def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
+    """Paths on stdout (data); videos without a file, and why, on stderr."""
+    for path in written.values():
+        typer.echo(str(path))
+    for video in dict.fromkeys(df["video"]):
+        if video not in written:
+            err.print(f"[yellow]skipped[/] {escape(video)}: it could not be read", soft_wrap=True)
+    if not quiet:
+        err.print(f"Wrote {len(written)} file(s).")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise usage_error(f"--out {out} exists and is not a folder")
+
+
+@app.command("eaf")
+def eaf(
+    results: Path = typer.Argument(..., help=RESULTS_ARGUMENT_HELP, show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help=_OUT_HELP, show_default=False),
+    media_root: Path | None = typer.Option(
+        None,
+        "--media-root",
+        help="Folder the videos' paths (the video column) are relative to, to link the media. "
+        "\\[default: the current folder]",
+        show_default=False,
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors. \\[default: off]"),
+) -> None:
+    """ELAN files (.eaf), one per video: a tier per person, linked to the video.
+
+    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input.
+    """
+    df = load_results(results)
+    _check_out(out)
+    _done(df, export_eaf(df, out, media_root), quiet)
+
+
+def _subtitles(fmt: str) -> Callable[..., None]:
+    def command(
+        results: Path = typer.Argument(..., help=RESULTS_ARGUMENT_HELP, show_default=False),
+        out: Path = typer.Option(..., "--out", "-o", help=_OUT_HELP, show_default=False),
+        quiet: bool = typer.Option(
+            False, "--quiet", "-q", help="Print only errors. \\[default: off]"
+        ),
+    ) -> None:
+        df = load_results(results)
+        _check_out(out)
+        _done(df, export_subtitles(df, out, fmt), quiet)
+
+    command.__doc__ = (
+        f"{'SubRip' if fmt == 'srt' else 'WebVTT'} subtitles (.{fmt}), one per video: a cue per "
+        "segment with each person's label.\n\nEach cue lists every person on screen with label "
+        "and confidence, or '(no face)'; give the file the video's name and players show it. "
+        "Prints the files written on stdout. Exit codes: 0 done, 2 bad input."
+    )
+    return command
+
+
+app.command("srt")(_subtitles("srt"))
+app.command("vtt")(_subtitles("vtt"))

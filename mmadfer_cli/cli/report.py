@@ -1,0 +1,48 @@
+"""``mmadfer report``: a result table in, summary tables, timeline pictures and one HTML page out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
+from mmadfer_cli.reporting.report import write_report
+
+
+def report(
+    results: Path = typer.Argument(..., help=RESULTS_ARGUMENT_HELP, show_default=False),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder to write summary.csv, videos.csv, timelines/<video>.png and index.html "
+        "into (created when missing; files of the same names are replaced).",
+        show_default=False,
+    ),
+    dpi: int = typer.Option(
+        100, "--dpi", min=30, max=600, help="Resolution of the timeline pictures."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only errors (no progress). \\[default: off]"
+    ),
+) -> None:
+    """Summarise a result table: per-person tables, a timeline per video, one offline HTML page.
+
+    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table.
+    """
+    df = load_results(results)
+    if out.exists() and not out.is_dir():
+        raise usage_error(f"--out {out} exists and is not a folder")
+    total = df["video"].nunique()
+    done = 0
+
+    def progress(video: str) -> None:
+        nonlocal done
+        done += 1
+        if not quiet:
+            err.print(f"timeline {done}/{total}: {escape(video)}", soft_wrap=True, highlight=False)
+
+    index = write_report(df, out, source=str(results), dpi=dpi, on_video=progress)
+    typer.echo(str(index))

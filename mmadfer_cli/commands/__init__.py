@@ -1,1 +1,0 @@
-"""Sub-commands of ``mmadfer``, one module each."""

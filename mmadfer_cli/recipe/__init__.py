@@ -1,0 +1,1 @@
+"""The paper's recipe: labelled data, datasets, augmentation, training and evaluation."""

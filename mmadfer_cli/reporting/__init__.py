@@ -1,0 +1,1 @@
+"""What a result table becomes for people: summaries, timelines, the report, overlays, exports."""

@@ -1,0 +1,1 @@
+"""The result table: row schema, writers and sinks (parts, resume, the lock), reading back."""

@@ -1,0 +1,458 @@
+"""The result table: row schema, rows from predictions, writers, file metadata and resume.
+
+One row per (video, person track, segment) with ``status=ok``; ``no_face`` rows
+for segments without any track, so a timeline has no silent holes; one
+``error`` row per video that failed. Column names are a contract (DESIGN.md).
+
+Nothing computed is lost: each finished video's rows are written to their own
+Parquet part (temporary name, then ``os.replace``) as soon as the video is
+done, so an interrupted run restarts where it stopped. A single-file output is
+assembled from the parts at the end and replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from mmadfer_cli.media.discover import path_text
+from mmadfer_cli.run.reid import EMBEDDINGS_KEY
+from mmadfer_cli.table.lock import OutputLock
+
+if TYPE_CHECKING:
+    from mmadfer_cli.run.clips import SegmentClips
+
+Format = Literal["parquet", "csv", "jsonl"]
+METADATA_KEY = b"mmadfer"
+FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl")
+_EXTENSIONS: dict[str, Format] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_RUN_FILE = "run.json"
+_DIR_RUN_FILE = ".mmadfer-run.json"
+_DIR_LOCK_FILE = ".mmadfer.lock"
+
+
+class Finished(NamedTuple):
+    """A video an earlier run finished."""
+
+    video_id: str | None
+    error: str | None  # why the whole video failed
+    damaged: list[tuple[float, float, str]]  # segments that could not be read: start, end, why
+
+
+Done = dict[str, Finished]
+"""Videos finished by an earlier run, by the ``video`` column."""
+
+
+class OutputError(Exception):
+    """A usage problem with ``--out``/``--format`` or with resuming (exit code 2)."""
+
+
+def prob_column(class_name: str) -> str:
+    """Column holding the probability of one class."""
+    return f"prob_{class_name}"
+
+
+def row_schema(class_names: Sequence[str]) -> pa.Schema:
+    """The typed schema of the result table for a model with these classes."""
+    fields = [
+        pa.field("video", pa.string(), nullable=False),
+        pa.field("video_id", pa.string()),
+        pa.field("track_id", pa.int32()),
+        pa.field("person_id", pa.int32()),
+        pa.field("segment", pa.int32()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("confidence", pa.float32()),
+        *(pa.field(prob_column(name), pa.float32()) for name in class_names),
+        pa.field("face_frames", pa.int32()),
+        pa.field("face_score", pa.float32()),
+        pa.field("bbox_x", pa.float32()),
+        pa.field("bbox_y", pa.float32()),
+        pa.field("bbox_w", pa.float32()),
+        pa.field("bbox_h", pa.float32()),
+        pa.field("has_audio", pa.bool_()),
+    ]
+    return pa.schema(fields)
+
+
+def segment_rows(
+    video: str,
+    video_id: str | None,
+    seg: SegmentClips,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Rows of one segment: one per face track (``probs`` row i is ``seg.faces[i]``), else
+    ``no_face``; one ``error`` row for a segment that could not be read."""
+    base = {
+        "video": video,
+        "video_id": video_id,
+        "segment": seg.segment.index,
+        "start_s": float(seg.segment.start_s),
+        "end_s": float(seg.segment.end_s),
+        "has_audio": bool(seg.has_audio),
+    }
+    if seg.error is not None:
+        return [{**base, "status": "error", "error": path_text(seg.error)}]
+    if not seg.faces:
+        return [{**base, "status": "no_face"}]
+    if probs.shape != (len(seg.faces), len(class_names)):
+        raise ValueError(
+            f"expected probabilities {(len(seg.faces), len(class_names))}, got {probs.shape}"
+        )
+    rows = []
+    for face, p in zip(seg.faces, probs, strict=True):
+        best = int(np.argmax(p))
+        x, y, w, h = face.bbox
+        rows.append(
+            {
+                **base,
+                "track_id": int(face.track_id),
+                "status": "ok",
+                "label": class_names[best],
+                "confidence": float(p[best]),
+                **{prob_column(name): float(v) for name, v in zip(class_names, p, strict=True)},
+                "face_frames": int(face.face_frames),
+                "face_score": float(face.face_score),
+                "bbox_x": float(x),
+                "bbox_y": float(y),
+                "bbox_w": float(w),
+                "bbox_h": float(h),
+                **({EMBEDDINGS_KEY: face.embeddings} if face.embeddings is not None else {}),
+            }
+        )
+    rows.sort(key=lambda r: r["track_id"])
+    return rows
+
+
+def error_row(video: str, video_id: str | None, message: str) -> dict[str, Any]:
+    """The single row that stands for a video that could not be processed."""
+    return {"video": video, "video_id": video_id, "status": "error", "error": message}
+
+
+def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts, missing keys are nulls) as a table with the result schema."""
+    return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What produced a table: stored in every file's metadata, compared on resume."""
+
+    model_name: str
+    model_sha256: str
+    class_names: tuple[str, ...]
+    settings: dict[str, Any]
+    tool_version: str
+    torch_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The parts that decide the rows: a resumed run must match them exactly."""
+        return {
+            "model_sha256": self.model_sha256,
+            "class_names": list(self.class_names),
+            "settings": self.settings,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": {
+                "name": self.model_name,
+                "sha256": self.model_sha256,
+                "class_names": list(self.class_names),
+            },
+            "settings": self.settings,
+            "tool_version": self.tool_version,
+            "torch_version": self.torch_version,
+            **self.extra,
+        }
+
+    def schema(self) -> pa.Schema:
+        """The result schema with this run's metadata attached."""
+        meta = {METADATA_KEY: json.dumps(self.to_json(), sort_keys=True).encode()}
+        return row_schema(self.class_names).with_metadata(meta)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The run metadata stored in a Parquet result file."""
+    meta = pq.read_schema(path).metadata or {}
+    if METADATA_KEY not in meta:
+        raise OutputError(
+            f"{path} is not an mmadfer result file (no {METADATA_KEY.decode()} metadata)"
+        )
+    return json.loads(meta[METADATA_KEY])
+
+
+def video_key(video: str) -> str:
+    """A short stable file-name key for a video as given on the command line."""
+    return hashlib.sha256(video.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half written."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd")
+
+
+def _json_value(value: Any) -> Any:
+    # float32 values widen to long doubles in Python; print them as float32 does.
+    if isinstance(value, float) and np.isfinite(value):
+        return float(str(np.float32(value)))
+    return value
+
+
+def _write_jsonl(table: pa.Table, fh: IO[str]) -> None:
+    float32 = {f.name for f in table.schema if f.type == pa.float32()}
+    for row in table.to_pylist():
+        out = {k: (_json_value(v) if k in float32 else v) for k, v in row.items()}
+        fh.write(json.dumps(out, ensure_ascii=False) + "\n")
+
+
+def write_table(table: pa.Table, path: Path, fmt: Format) -> None:
+    """Write a whole table to ``path`` atomically in the given format."""
+
+    def write(tmp: Path) -> None:
+        if fmt == "parquet":
+            _write_parquet(table, tmp)
+        elif fmt == "csv":
+            pa_csv.write_csv(table, tmp)
+        else:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                _write_jsonl(table, fh)
+
+    _atomic_write(path, write)
+
+
+def detect_format(out: str, fmt: str | None) -> tuple[Format, bool]:
+    """The output format and whether ``out`` is a directory (one Parquet file per video)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise OutputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if out == "-":
+        if fmt not in (None, "csv"):
+            raise OutputError("--out - streams CSV to stdout; --format must be csv")
+        return "csv", False
+    path = Path(out)
+    is_dir = path.is_dir() or out.endswith(("/", os.sep)) or (not path.exists() and not path.suffix)
+    if is_dir:
+        if fmt not in (None, "parquet"):
+            raise OutputError(
+                f"an output directory holds one Parquet file per video; --format {fmt} needs a file name"
+            )
+        return "parquet", True
+    if fmt is not None:
+        return fmt, False  # type: ignore[return-value]
+    ext = path.suffix.lower()
+    if ext not in _EXTENSIONS:
+        raise OutputError(
+            f"cannot tell the format of {out!r} from its extension; pass --format {'|'.join(FORMATS)}"
+        )
+    return _EXTENSIONS[ext], False
+
+
+class Sink:
+    """Where finished videos' rows go. ``done`` lists videos a previous run already finished;
+    ``durable`` is where finished videos' rows are kept until the end (None for stdout)."""
+
+    durable: Path | None = None
+
+    def done(self) -> Done:
+        """Videos an earlier run with this output already finished."""
+        return {}
+
+    def write(self, video: str, table: pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self, videos: Sequence[str]) -> Path | None:
+        """Called when every video of ``videos`` is finished: write the final output."""
+        return None
+
+
+class StdoutCsvSink(Sink):
+    """CSV on stdout, one header, rows flushed as each video finishes (for shell pipes)."""
+
+    def __init__(self, schema: pa.Schema, stream: IO[bytes] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._writer = pa_csv.CSVWriter(self._stream, schema)
+
+    def write(self, video: str, table: pa.Table) -> None:
+        self._writer.write_table(table)
+        self._stream.flush()
+
+    def close(self, videos: Sequence[str]) -> Path | None:
+        self._writer.close()
+        self._stream.flush()
+        return None
+
+
+def _check_run(run_file: Path, run: RunInfo, overwrite: bool, where: Path) -> None:
+    """Refuse to mix rows of a different model or settings into a resumed output."""
+    if not run_file.exists() or overwrite:
+        return
+    previous = json.loads(run_file.read_text())
+    current = run.fingerprint()
+    if previous == current:
+        return
+    changed = []
+    if previous.get("model_sha256") != current["model_sha256"]:
+        changed.append("model")
+    if previous.get("class_names") != current["class_names"]:
+        changed.append("class names")
+    old_settings = previous.get("settings", {})
+    changed += [
+        k
+        for k in sorted(set(old_settings) | set(current["settings"]))
+        if old_settings.get(k) != current["settings"].get(k)
+    ]
+    raise OutputError(
+        f"{where} holds results of an earlier run with a different {', '.join(changed) or 'setup'}; "
+        "rerun with the same options to resume, or pass --overwrite to start again"
+    )
+
+
+def _write_run_file(path: Path, run: RunInfo) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(run.fingerprint(), sort_keys=True)))
+
+
+def _parts_done(files: Iterable[Path]) -> Done:
+    done: Done = {}
+    for path in files:
+        try:
+            table = pq.read_table(path, columns=["video", "video_id", "segment", "start_s",
+                                                 "end_s", "error"])  # fmt: skip
+        except (OSError, pa.ArrowException):
+            continue  # unreadable part: the video is simply done again
+        if table.num_rows:
+            rows = table.to_pylist()
+            first = rows[0]
+            whole = first["error"] if first["segment"] is None else None
+            damaged = sorted(
+                (r["start_s"], r["end_s"], r["error"])
+                for r in rows
+                if r["error"] is not None and r["segment"] is not None
+            )
+            done[first["video"]] = Finished(first["video_id"], whole, damaged)
+    return done
+
+
+class FileSink(Sink):
+    """A single result file, built from per-video Parquet parts in ``<out>.parts/``."""
+
+    def __init__(self, out: Path, fmt: Format, run: RunInfo, overwrite: bool) -> None:
+        self.out, self.fmt, self.schema = out, fmt, run.schema()
+        self.parts = self.durable = out.with_name(out.name + ".parts")
+        run_file = self.parts / _RUN_FILE
+        if overwrite:
+            shutil.rmtree(self.parts, ignore_errors=True)
+        elif out.exists() and not self.parts.exists():
+            raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+        _check_run(run_file, run, overwrite, self.parts)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.parts.mkdir(exist_ok=True)
+        _write_run_file(run_file, run)
+        self._done = _parts_done(self.parts.glob("*.parquet"))
+
+    def done(self) -> Done:
+        return self._done
+
+    def _part(self, video: str) -> Path:
+        return self.parts / f"{video_key(video)}.parquet"
+
+    def write(self, video: str, table: pa.Table) -> None:
+        _atomic_write(self._part(video), lambda tmp: _write_parquet(table, tmp))
+
+    def close(self, videos: Sequence[str]) -> Path:
+        tables = [pq.read_table(self._part(v), schema=self.schema) for v in videos]
+        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        write_table(table.replace_schema_metadata(self.schema.metadata), self.out, self.fmt)
+        shutil.rmtree(self.parts)
+        return self.out
+
+
+class DirectorySink(Sink):
+    """One Parquet file per video in a directory: a dataset DuckDB and Arrow read directly."""
+
+    def __init__(self, out: Path, run: RunInfo, overwrite: bool) -> None:
+        self.out, self.schema = out, run.schema()
+        self.durable = out
+        out.mkdir(parents=True, exist_ok=True)
+        run_file = out / _DIR_RUN_FILE
+        if overwrite:
+            for path in self._ours():
+                path.unlink()
+        _check_run(run_file, run, overwrite, out)
+        _write_run_file(run_file, run)
+        self._done = _parts_done(self._ours())
+
+    def _ours(self) -> list[Path]:
+        ours = []
+        for path in sorted(self.out.glob("*.parquet")):
+            try:
+                meta = pq.read_schema(path).metadata or {}
+            except (OSError, pa.ArrowException):
+                continue
+            if METADATA_KEY in meta:
+                ours.append(path)
+        return ours
+
+    def done(self) -> Done:
+        return self._done
+
+    def write(self, video: str, table: pa.Table) -> None:
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(video).stem)[:60]
+        path = self.out / f"{stem}-{video_key(video)}.parquet"
+        table = table.replace_schema_metadata(self.schema.metadata)
+        _atomic_write(path, lambda tmp: _write_parquet(table, tmp))
+
+    def close(self, videos: Sequence[str]) -> Path:
+        return self.out
+
+
+def output_lock(out: str, fmt: str | None) -> OutputLock | None:
+    """The lock that keeps a second run off ``--out`` (none for stdout)."""
+    _, is_dir = detect_format(out, fmt)
+    if out == "-":
+        return None
+    path = Path(out)
+    return OutputLock(path / _DIR_LOCK_FILE if is_dir else path.with_name(path.name + ".lock"))
+
+
+def open_sink(out: str, fmt: str | None, run: RunInfo, overwrite: bool) -> Sink:
+    """The sink for ``--out`` (a file, a directory, or ``-`` for CSV on stdout)."""
+    fmt_, is_dir = detect_format(out, fmt)
+    if out == "-":
+        return StdoutCsvSink(run.schema())
+    if is_dir:
+        return DirectorySink(Path(out), run, overwrite)
+    return FileSink(Path(out), fmt_, run, overwrite)
