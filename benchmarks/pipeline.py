@@ -26,9 +26,8 @@ import torch
 
 from mmadfer_cli.faces import FaceDetector, create_detector
 from mmadfer_cli.model import MMADFERConfig, build_model
-from mmadfer_cli.model.inference import cast_weights, resolve_precision
+from mmadfer_cli.model.inference import cast_weights, model_predictor, resolve_precision
 from mmadfer_cli.run.clips import ClipSettings
-from mmadfer_cli.run.engines.local import model_predictor
 from mmadfer_cli.run.stage_timing import time_stages
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.embedding import FaceEmbedder
+from mmadfer_cli.run.chunk import media_source
 from mmadfer_cli.run.clips import ClipSettings
-from mmadfer_cli.run.engines.local import media_source
 from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, EMBEDDED_FRAMES, with_embeddings
 from tests.reid_helpers import (
     ASTRONAUT_FACE,

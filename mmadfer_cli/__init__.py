@@ -14,6 +14,8 @@ __version__ = "0.1.0.dev0"
 
 _API = {
     "annotate": "mmadfer_cli.api",
+    "UsageError": "mmadfer_cli.api",
+    "RunStopped": "mmadfer_cli.api",
     "read_results": "mmadfer_cli.table.read",
     "summarize": "mmadfer_cli.reporting.summary",
     "summarize_videos": "mmadfer_cli.reporting.summary",

@@ -14,6 +14,7 @@ engine, the Ray engine (when Ray is installed) and the Python API.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -79,6 +80,7 @@ def save(dest: Path) -> None:
         root = Path(tmp)
         inputs = make_inputs(root)
         checkpoint = tiny_checkpoint(root)
+        (dest / "weights.sha256").write_text(_weights_sha256(checkpoint) + "\n")
         env = {**os.environ, "MMADFER_HOME": str(root / "home")}
         codes = {}
         for name, (which, extra) in RUNS.items():
@@ -105,9 +107,23 @@ def save(dest: Path) -> None:
 
 
 def _stable(meta: dict) -> dict:
-    """Metadata without what names the machine's temporary paths."""
+    """Metadata without what names the machine's temporary paths, and without the checkpoint
+    file's checksum: safetensors writes its metadata in a different order in each process, so
+    the weights are compared by ``weights.sha256`` instead."""
     meta.get("settings", {}).pop("face_models", None)
+    meta.get("model", {}).pop("sha256", None)
     return meta
+
+
+def _weights_sha256(path: Path) -> str:
+    """A checksum of the checkpoint's tensors alone."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), "pt") as f:
+        for key in sorted(f.keys()):
+            digest.update(key.encode() + f.get_tensor(key).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def compare(before: Path, after: Path) -> int:
@@ -133,7 +149,7 @@ def compare(before: Path, after: Path) -> int:
                 problems.append(f"{name}: metadata differs")
         elif name.endswith(".pkl"):
             da, db = pd.read_pickle(a), pd.read_pickle(b)
-            if not da.equals(db) or da.attrs != db.attrs:
+            if not da.equals(db) or _stable(da.attrs["mmadfer"]) != _stable(db.attrs["mmadfer"]):
                 problems.append(f"{name}: API table differs")
         elif a.read_bytes() != b.read_bytes():
             problems.append(f"{name}: bytes differ")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmadfer_cli.table.sinks import row_schema
+from mmadfer_cli.table.schema import row_schema
 
 CLASSES = ("happiness", "sadness", "neutral")
 VIDEO_A = "clips/a.mp4"

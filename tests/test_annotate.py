@@ -27,7 +27,8 @@ from mmadfer_cli.cli.app import app
 from mmadfer_cli.faces.mtcnn_weights import sources_checksum
 from mmadfer_cli.media.video import probe
 from mmadfer_cli.run.clips import ClipSettings, count_chunks
-from mmadfer_cli.table.sinks import read_metadata, row_schema
+from mmadfer_cli.table.schema import row_schema
+from mmadfer_cli.table.sinks import read_metadata
 from tests.conftest import REPO, SAMPLE_VIDEOS
 from tests.damage_helpers import damage, overlaps, segment_bytes, small_video
 from tests.results_helpers import assert_same_rows
@@ -358,11 +359,11 @@ def test_an_internal_error_is_one_line_naming_video_and_stage(
 def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmadfer_cli.run.engines.local as pipeline
+    import mmadfer_cli.model.inference as inference
 
     videos = _two_short_videos(tmp_path)
     out = tmp_path / "results"
-    predict, calls = pipeline.predict_proba, []
+    predict, calls = inference.predict_proba, []
 
     def fails_second(*args: object, **kwargs: object) -> torch.Tensor:
         calls.append(1)
@@ -370,7 +371,7 @@ def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
         return predict(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "predict_proba", fails_second)
+    monkeypatch.setattr(inference, "predict_proba", fails_second)
     code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT, "--batch-size", "1")
     assert code == 3 and "Traceback" not in err and "more detail" not in err
     assert (
@@ -378,7 +379,7 @@ def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
         "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB; "
         "1 finished video(s) are kept; rerun the same command to resume." in " ".join(err.split())
     )
-    monkeypatch.setattr(pipeline, "predict_proba", predict)
+    monkeypatch.setattr(inference, "predict_proba", predict)
     code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT)
     assert code == 0 and "Resuming: 1 of 2" in err, err
     assert len(list(out.glob("*.parquet"))) == 2

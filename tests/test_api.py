@@ -16,13 +16,14 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from mmadfer_cli import annotate, plot_timeline, read_results, summarize
-from mmadfer_cli.api import Prepared, prepare
 from mmadfer_cli.cli.annotate import annotate as annotate_command
 from mmadfer_cli.cli.app import app
 from mmadfer_cli.media.discover import PathNotFoundError
 from mmadfer_cli.model import MMADFERConfig, build_model, save_checkpoint
 from mmadfer_cli.model.inference import Bfloat16Mode, Precision
 from mmadfer_cli.run.clips import ClipSettings
+from mmadfer_cli.run.options import UsageError
+from mmadfer_cli.run.prepare import Prepared, prepare
 from tests.conftest import SAMPLE_VIDEOS
 
 FAST = {"detector": "dlib", "workers": 1, "batch_size": 4}
@@ -98,8 +99,9 @@ def test_annotate_has_the_cli_defaults() -> None:
 
 
 def test_annotate_raises_for_a_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(PathNotFoundError):
+    with pytest.raises(UsageError, match=r"nowhere\.mp4") as raised:
         annotate(tmp_path / "nowhere.mp4")
+    assert isinstance(raised.value.__cause__, PathNotFoundError)
 
 
 def test_bfloat16_runs_the_way_of_the_device_and_records_it(inputs: tuple[Path, Path]) -> None:
@@ -123,3 +125,37 @@ def test_bfloat16_runs_the_way_of_the_device_and_records_it(inputs: tuple[Path, 
         probs = low.stages.predict(clips, fbanks)
         assert probs.shape == expected.shape and not np.array_equal(probs, expected)
         np.testing.assert_allclose(probs, expected, atol=0.02)
+
+
+def test_annotate_with_out_writes_resumes_warns_and_shows_progress(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The notebook run is the command's run: with out= the rows are written as each video
+    # finishes, a second call with the same out resumes, and the whole table comes back.
+    video, checkpoint = inputs
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    first, second, broken = folder / "a.mp4", folder / "b.mp4", folder / "broken.mp4"
+    first.write_bytes(video.read_bytes())
+    broken.write_text("not a video")
+    out = tmp_path / "results"
+    with pytest.warns(UserWarning, match=r"1 video\(s\) failed.*broken\.mp4"):
+        done = annotate(folder, out=f"{out}/", checkpoint=checkpoint, **FAST)
+    parts = sorted(out.glob("*.parquet"))
+    assert len(parts) == 2 and set(done["video"]) == {str(first), str(broken)}
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "2/2 videos" in shown  # the progress bar's last state
+    written = {p: p.stat().st_mtime_ns for p in parts}
+    second.write_bytes(video.read_bytes())
+    with pytest.warns(UserWarning, match="broken"):  # the earlier failure is still reported
+        both = annotate(folder, out=f"{out}/", checkpoint=checkpoint, **FAST)
+    assert "Resuming: 2 of 3 videos already done" in " ".join(capsys.readouterr().err.split())
+    assert all(p.stat().st_mtime_ns == t for p, t in written.items())  # not done again
+    assert set(both["video"]) == {str(first), str(second), str(broken)}
+    pd.testing.assert_frame_equal(
+        both[both["video"] == str(first)].reset_index(drop=True),
+        done[done["video"] == str(first)].reset_index(drop=True),
+    )
+    with pytest.warns(UserWarning, match="broken"):
+        annotate(folder, out=f"{out}/", checkpoint=checkpoint, progress=False, **FAST)
+    assert capsys.readouterr().err == ""  # progress=False: silent

@@ -13,13 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mmadfer_cli.run import rows as row_making
+from mmadfer_cli.table import schema as table_schema
 from mmadfer_cli.table import sinks as outputs
 
 CLASSES = ("happiness", "sadness", "neutral")
 
 
-def _run(**settings: object) -> outputs.RunInfo:
-    return outputs.RunInfo(
+def _run(**settings: object) -> table_schema.RunInfo:
+    return table_schema.RunInfo(
         model_name="tiny",
         model_sha256="ab" * 32,
         class_names=CLASSES,
@@ -44,17 +46,17 @@ def _segment(index: int, n_faces: int) -> SimpleNamespace:
     return SimpleNamespace(segment=seg, has_audio=True, faces=faces, error=None)
 
 
-def _table(video: str, run: outputs.RunInfo, segments: int = 2) -> pa.Table:
+def _table(video: str, run: table_schema.RunInfo, segments: int = 2) -> pa.Table:
     rows = []
     for i in range(segments):
         seg = _segment(i, n_faces=i)  # segment 0 has no face
         probs = np.tile(np.array([0.2, 0.7, 0.1], np.float32), (i, 1))
-        rows += outputs.segment_rows(video, "vid-" + video, seg, probs, CLASSES)
-    return outputs.rows_table(rows, run.schema())
+        rows += row_making.segment_rows(video, "vid-" + video, seg, probs, CLASSES)
+    return table_schema.rows_table(rows, run.schema())
 
 
 def test_schema_has_contract_columns_typed() -> None:
-    schema = outputs.row_schema(CLASSES)
+    schema = table_schema.row_schema(CLASSES)
     expected = [
         "video", "video_id", "track_id", "person_id", "segment", "start_s", "end_s", "status", "error",
         "label", "confidence", "prob_happiness", "prob_sadness", "prob_neutral",
@@ -70,7 +72,7 @@ def test_schema_has_contract_columns_typed() -> None:
 def test_segment_rows_label_is_argmax_sorted_by_track() -> None:
     seg = _segment(4, n_faces=2)  # faces given as tracks 1, 0
     probs = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], np.float32)
-    rows = outputs.segment_rows("a.mp4", "id", seg, probs, CLASSES)
+    rows = row_making.segment_rows("a.mp4", "id", seg, probs, CLASSES)
     assert [r["track_id"] for r in rows] == [0, 1]
     assert rows[0]["label"] == "happiness" and rows[0]["confidence"] == pytest.approx(0.6)
     assert rows[1]["label"] == "neutral" and rows[1]["prob_neutral"] == pytest.approx(0.7)
@@ -79,10 +81,10 @@ def test_segment_rows_label_is_argmax_sorted_by_track() -> None:
 
 
 def test_no_face_and_error_rows() -> None:
-    (row,) = outputs.segment_rows("a.mp4", "id", _segment(0, 0), np.zeros((0, 3)), CLASSES)
+    (row,) = row_making.segment_rows("a.mp4", "id", _segment(0, 0), np.zeros((0, 3)), CLASSES)
     assert row["status"] == "no_face" and row["segment"] == 0 and row["end_s"] == 3.0
-    table = outputs.rows_table(
-        [row, outputs.error_row("b.mp4", None, "truncated")], _run().schema()
+    table = table_schema.rows_table(
+        [row, row_making.error_row("b.mp4", None, "truncated")], _run().schema()
     )
     assert table["status"].to_pylist() == ["no_face", "error"]
     assert table["error"].to_pylist() == [None, "truncated"]
@@ -91,7 +93,7 @@ def test_no_face_and_error_rows() -> None:
 
 def test_mismatched_probabilities_refused() -> None:
     with pytest.raises(ValueError, match="expected probabilities"):
-        outputs.segment_rows("a.mp4", "id", _segment(0, 2), np.zeros((1, 3)), CLASSES)
+        row_making.segment_rows("a.mp4", "id", _segment(0, 2), np.zeros((1, 3)), CLASSES)
 
 
 @pytest.mark.parametrize(
@@ -157,13 +159,14 @@ def test_file_sink_resume_knows_done_videos_and_refuses_other_settings(tmp_path:
     sink = outputs.FileSink(out, "parquet", run, overwrite=False)
     sink.write("a.mp4", _table("a.mp4", run))
     sink.write(
-        "b.mp4", outputs.rows_table([outputs.error_row("b.mp4", None, "empty file")], run.schema())
+        "b.mp4",
+        table_schema.rows_table([row_making.error_row("b.mp4", None, "empty file")], run.schema()),
     )
     damaged = {"video": "c.mp4", "video_id": "vid-c", "status": "error", "error": "damaged"}
     rows = [{**damaged, "segment": 0, "start_s": 0.0, "end_s": 3.0},
             {**damaged, "segment": 1, "start_s": 3.0, "end_s": 6.0, "status": "no_face",
              "error": None}]  # fmt: skip
-    sink.write("c.mp4", outputs.rows_table(rows, run.schema()))
+    sink.write("c.mp4", table_schema.rows_table(rows, run.schema()))
     # An interrupted write leaves only a temporary file, which is not a finished video.
     (sink.parts / ".x.parquet.tmp-1").write_bytes(b"partial")
     resumed = outputs.FileSink(out, "parquet", run, overwrite=False)

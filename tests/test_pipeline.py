@@ -13,16 +13,11 @@ import pytest
 import torch
 
 from mmadfer_cli.model.devices import resolve_device
-from mmadfer_cli.model.inference import resolve_precision
-from mmadfer_cli.run.engines.local import (
-    PipelineError,
-    PipelineEvents,
-    PipelineStats,
-    Stages,
-    VideoTask,
-    model_predictor,
-    run_pipeline,
-)
+from mmadfer_cli.model.inference import model_predictor, resolve_precision
+from mmadfer_cli.run.clips import FaceClip, SegmentClips
+from mmadfer_cli.run.engines.local import Stages, run_pipeline
+from mmadfer_cli.run.errors import PipelineError
+from mmadfer_cli.run.videos import PipelineStats, VideoTask
 
 CLASSES = ("a", "b", "c", "d", "e")
 
@@ -73,19 +68,19 @@ def _source(
             broken = damaged is not None and damaged.get(path.name) == s
             # Faces come and go: segment s has (s % (faces + 1)) tracks, the first has none.
             n = s % (faces + 1) if faces and not broken else 0
-            yield SimpleNamespace(
-                segment=SimpleNamespace(index=s, start_s=2.0 * s, end_s=2.0 * s + 2.0),
+            yield SegmentClips(
+                segment=SimpleNamespace(index=s, start_s=2.0 * s, end_s=2.0 * s + 2.0),  # type: ignore[arg-type]
                 error=f"the frames at {2.0 * s:.2f} s cannot be decoded" if broken else None,
                 has_audio=True,
                 fbank=torch.zeros(512, 128),
                 faces=[
-                    SimpleNamespace(
+                    FaceClip(
                         track_id=t,
                         clip=_clip(index, s, t),
                         face_frames=16,
                         face_score=0.9,
                         bbox=(0.0, 0.0, 10.0, 10.0),
-                        embeddings=None,
+                        boxes=np.zeros((16, 4), np.float32),
                     )
                     for t in range(n)
                 ],
@@ -198,37 +193,37 @@ def test_video_id_failure_gives_error_row_without_id() -> None:
 
 
 def test_memory_is_bounded_by_queue_and_batch_not_video_length() -> None:
-    produced: list[int] = []
-    done = [0]
-    peak = [0]
+    # Face clips (the pixels) held anywhere: produced and not yet through the model.
+    held, peak, lock = [0], [0], threading.Lock()
+    inner = _source()
 
-    class Events(PipelineEvents):
-        def segments_done(self, task: VideoTask, count: int) -> None:
-            done[0] += count
-            peak[0] = max(peak[0], len(produced) - done[0])
+    def open_source():
+        iter_clips = inner()
+
+        def counted(path: Path, job: object = None) -> Iterator[SegmentClips]:
+            for clips in iter_clips(path, job):
+                with lock:
+                    held[0] += len(clips.faces)
+                    peak[0] = max(peak[0], held[0])
+                yield clips
+
+        return counted
 
     def slow_predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
         time.sleep(0.002)  # a model slower than decoding: producers must wait, not pile up
+        with lock:
+            held[0] -= len(clips)
         return np.full((len(clips), len(CLASSES)), 0.2, np.float32)
 
-    stages = Stages(open_source=_source(produced), video_id=str, predict=slow_predict)
+    stages = Stages(open_source=open_source, video_id=str, predict=slow_predict)
     tasks = _tasks("v0_300_1.mp4", "v1_300_1.mp4")
     stats = PipelineStats()
     results = list(
-        run_pipeline(
-            tasks,
-            stages,
-            CLASSES,
-            batch_size=4,
-            workers=2,
-            queue_size=3,
-            events=Events(),
-            stats=stats,
-        )
+        run_pipeline(tasks, stages, CLASSES, batch_size=4, workers=2, queue_size=3, stats=stats)
     )
     assert sum(len(r.rows) for r in results) == 600
-    # In flight at most: the queue, one batch, and one segment held by each worker.
-    assert peak[0] <= 3 + 4 + 2 + 1
+    # At most: the clips waiting (queue_size), one batch, and one segment held by each worker.
+    assert peak[0] <= 3 + 4 + 2
     assert stats.segments == 600 and stats.clips == 300 and stats.videos == 2
 
 

@@ -131,7 +131,7 @@ def test_a_killed_worker_has_its_chunk_run_again(
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
         running = list_tasks(
             address=cluster["dashboard"],
-            filters=[("func_or_class_name", "=", "run_chunk"), ("state", "=", "RUNNING")],
+            filters=[("func_or_class_name", "=", "chunk_task"), ("state", "=", "RUNNING")],
             raise_on_missing_output=False,
         )
         pids = [t.worker_pid for t in running if t.worker_pid]
@@ -179,9 +179,9 @@ def test_a_node_that_cannot_read_a_video_names_itself(tmp_path: Path) -> None:
     import socket as sock
 
     from mmadfer_cli.run.clips import ClipSettings
-    from mmadfer_cli.run.engines.ray.remote import plan_video
+    from mmadfer_cli.run.engines.ray.remote import plan_task
 
-    plan = plan_video(str(tmp_path / "not_mounted_here.mp4"), ClipSettings(), 60.0)
+    plan = plan_task(str(tmp_path / "not_mounted_here.mp4"), ClipSettings(), 60.0)
     assert plan.chunks == 0 and plan.failure is not None and plan.failure.exception is None
     assert plan.failure.message.endswith(f"(on node {sock.gethostname()})")
     assert "not_mounted_here.mp4" in plan.failure.message

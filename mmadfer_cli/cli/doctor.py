@@ -22,17 +22,16 @@ from rich.console import Console
 from rich.markup import escape
 
 import mmadfer_cli
-from mmadfer_cli.api import ENGINES
 from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector, detector_weights
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
 from mmadfer_cli.media.demo_video import write_demo_video
 from mmadfer_cli.model import MMADFERConfig, build_model
 from mmadfer_cli.model.devices import resolve_device
-from mmadfer_cli.model.inference import cast_weights, resolve_precision
+from mmadfer_cli.model.inference import cast_weights, model_predictor, resolve_precision
 from mmadfer_cli.model.registry import home, list_models
 from mmadfer_cli.run.clips import ClipSettings
-from mmadfer_cli.run.engines.local import model_predictor
+from mmadfer_cli.run.options import ENGINES
 from mmadfer_cli.run.stage_timing import time_stages
 
 SAMPLE_VIDEO = (
@@ -269,7 +268,12 @@ def doctor(
 def _ray(address: str | None, video: Path) -> bool:
     """The cluster's nodes and resources, and a probe task on each node."""
     from mmadfer_cli.run.engines.ray.checks import probe_nodes
-    from mmadfer_cli.run.engines.ray.connect import RayUnavailableError, cluster_info, connect
+    from mmadfer_cli.run.engines.ray.connect import (
+        RayUnavailableError,
+        cluster_info,
+        connect,
+        disconnect,
+    )
 
     _out.print("[bold]Ray cluster[/]")
     try:
@@ -277,8 +281,6 @@ def _ray(address: str | None, video: Path) -> bool:
     except RayUnavailableError as exc:
         _bad("ray", str(exc))
         return False
-    import ray
-
     try:
         info = cluster_info()
         _ok(
@@ -302,7 +304,7 @@ def _ray(address: str | None, video: Path) -> bool:
         return healthy
     finally:
         if started:
-            ray.shutdown()
+            disconnect()
 
 
 def _check_video(video: Path, device: str, detector: str, face_models: Path | None) -> bool:

@@ -13,8 +13,10 @@ CPU.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 
 from mmadfer_cli.model.mmadfer import MMADFER
@@ -134,3 +136,26 @@ def predict_proba(
 ) -> torch.Tensor:
     """(B, classes) float32 class probabilities on the CPU (softmax of ``predict_logits``)."""
     return predict_logits(model, images, audio, device, precision).softmax(dim=-1)
+
+
+def model_predictor(
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: Precision = "float32",
+    pad_to: int | None = None,
+) -> Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], np.ndarray]:
+    """The model stage over a batch of clips: see ``predict_proba`` for how uint8 clips reach the
+    device and which precision modes exist. ``pad_to``: a smaller batch is padded with blank
+    clips to this size (for a model compiled for one batch shape) and their rows dropped."""
+
+    def predict(clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> np.ndarray:
+        images = torch.stack(list(clips))
+        audio = torch.stack(list(fbanks)).unsqueeze(1)
+        n = len(images)
+        if pad_to is not None and n < pad_to:
+            images, audio = (
+                torch.cat([t, t.new_zeros((pad_to - n, *t.shape[1:]))]) for t in (images, audio)
+            )
+        return predict_proba(model, images, audio, device, precision)[:n].numpy()
+
+    return predict

@@ -3,10 +3,14 @@
 A GPU is fast only on many items per call (MTCNN on an H200: 28 frames/s one
 frame per call, over 1,000 in batches of 64; the model likewise), while each
 worker, chunk or remote task has only a few items at a time. Callers hand
-their items to one serving thread that takes everything waiting, up to
-``max_items``, in one call; each caller gets back its own results, in order.
-A request larger than ``max_items`` runs as several calls of ``max_items``, so
-every call (and every count in ``BatchStats``) is one batch of at most that size.
+their items to one serving thread that takes the items waiting, oldest first, up
+to ``max_items``, in one call (a request may be split between two calls, so
+calls are full whenever enough is waiting); each caller gets back its own
+results, in order. Every call (and every count in ``BatchStats``) is one batch
+of at most ``max_items``.
+``submit`` hands items over without waiting for their results; with ``max_waiting`` it
+waits instead while that many items are already waiting, which bounds the memory that fast
+callers can pile up in front of a slow function.
 """
 
 from __future__ import annotations
@@ -24,9 +28,15 @@ Result = TypeVar("Result")
 @dataclass
 class _Request(Generic[Item, Result]):
     items: Sequence[Item]
+    results: list[Result | None]
     done: threading.Event = field(default_factory=threading.Event)
-    results: Sequence[Result] | None = None
     error: BaseException | None = None
+    taken: int = 0  # items handed to calls so far
+    filled: int = 0  # results back so far
+
+
+class BatchedClosed(Exception):
+    """The queue was closed (the run is ending) before this request ran."""
 
 
 @dataclass
@@ -55,58 +65,107 @@ class Batched(Generic[Item, Result]):
         max_items: int,
         gather_s: float = 0.002,
         name: str = "mmadfer-batched",
+        max_waiting: int | None = None,
     ) -> None:
         self.fn, self.max_items = fn, max_items
         self.gather_s = gather_s  # a short wait for more requests when a call would be small
+        self.max_waiting = max_waiting
         self.stats = BatchStats()
         self._waiting: list[_Request[Item, Result]] = []
         self._ready = threading.Condition()
-        threading.Thread(target=self._serve, daemon=True, name=name).start()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True, name=name)
+        self._thread.start()
 
     def __call__(self, items: Sequence[Item]) -> Sequence[Result]:
-        request: _Request[Item, Result] = _Request(items)
-        with self._ready:
-            self._waiting.append(request)
-            self._ready.notify()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.results is not None
-        return request.results
+        return self.submit(items)()
 
-    def _take(self) -> list[_Request[Item, Result]]:
+    def submit(self, items: Sequence[Item]) -> Callable[[], Sequence[Result]]:
+        """Queue ``items``; the returned function waits for their results (or raises the error
+        of their call, or ``BatchedClosed``)."""
+        request: _Request[Item, Result] = _Request(items, [None] * len(items))
+        if not items:
+            request.done.set()
         with self._ready:
-            while not self._waiting:
+            while self._full() and not self._closed:
                 self._ready.wait()
-            if sum(len(r.items) for r in self._waiting) < self.max_items // 4:
+            if self._closed:
+                raise BatchedClosed("the batching queue is closed")
+            if items:
+                self._waiting.append(request)
+                self._ready.notify_all()
+
+        def result() -> Sequence[Result]:
+            request.done.wait()
+            if request.error is not None:
+                raise request.error
+            return request.results  # type: ignore[return-value]
+
+        return result
+
+    def close(self) -> None:
+        """Stop serving once the running call ends; waiting requests fail with ``BatchedClosed``."""
+        with self._ready:
+            self._closed = True
+            for request in self._waiting:
+                request.error = BatchedClosed("the batching queue is closed")
+                request.done.set()
+            self._waiting.clear()
+            self._ready.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _queued(self) -> int:
+        return sum(len(r.items) - r.taken for r in self._waiting)
+
+    def _full(self) -> bool:
+        """Whether a new request must wait for room (one is always let in when none waits)."""
+        return self.max_waiting is not None and self._queued() >= self.max_waiting > 0
+
+    def _take(self) -> list[tuple[_Request[Item, Result], int, int]] | None:
+        """The next call's items, as (request, start, end) slices; None once closed."""
+        with self._ready:
+            while not self._waiting and not self._closed:
+                self._ready.wait()
+            if not self._closed and self._queued() < self.max_items // 4:
                 self._ready.wait(self.gather_s)  # let the other callers' items arrive
+            if self._closed:
+                return None
             taken, total = [], 0
-            while self._waiting and (
-                not taken or total + len(self._waiting[0].items) <= self.max_items
-            ):
-                request = self._waiting.pop(0)
-                taken.append(request)
-                total += len(request.items)
+            while self._waiting and total < self.max_items:
+                request = self._waiting[0]
+                count = min(len(request.items) - request.taken, self.max_items - total)
+                taken.append((request, request.taken, request.taken + count))
+                request.taken += count
+                total += count
+                if request.taken == len(request.items):
+                    self._waiting.pop(0)
+            self._ready.notify_all()  # room for callers waiting on max_waiting
             return taken
 
     def _serve(self) -> None:
         while True:
-            requests = self._take()
-            items = [item for r in requests for item in r.items]
-            results: list[Result] = []
+            taken = self._take()
+            if taken is None:
+                return
+            items = [item for request, a, b in taken for item in request.items[a:b]]
             try:
-                for start in range(0, len(items), self.max_items):
-                    batch = items[start : start + self.max_items]
-                    t0 = time.perf_counter()
-                    results.extend(self.fn(batch))
-                    self.stats.add(len(batch), time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                results = self.fn(items)
+                self.stats.add(len(items), time.perf_counter() - t0)
             except BaseException as exc:  # each caller gets the error of its batch
-                for r in requests:
-                    r.error = exc
-                    r.done.set()
+                with self._ready:
+                    for request, _, _ in taken:
+                        if request in self._waiting:  # its other items are not run
+                            self._waiting.remove(request)
+                        request.error = exc
+                        request.done.set()
+                    self._ready.notify_all()
                 continue
             first = 0
-            for r in requests:
-                r.results = results[first : first + len(r.items)]
-                first += len(r.items)
-                r.done.set()
+            for request, a, b in taken:
+                request.results[a:b] = results[first : first + b - a]
+                first += b - a
+                request.filled += b - a
+                if request.filled == len(request.items):
+                    request.done.set()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmadfer_cli.faces import FaceDetector, keep_faces
+from mmadfer_cli.faces import FaceDetector, create_detector, keep_faces
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.faces.tracking import FaceTracker, fill_gaps
@@ -52,6 +52,18 @@ class ClipSettings:
     max_gap_s: float = 1.0  # a track unseen for longer ends
     detector: str = "auto"
     face_models: Path | None = None
+
+
+def settings_detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
+    """The face detector the settings name, on ``device`` (MTCNN searching from the smallest
+    face kept)."""
+    return create_detector(
+        settings.detector,
+        settings.face_models,
+        threshold=settings.face_threshold,
+        device=device,
+        min_face=settings.min_face_px,
+    )
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,16 @@ from scipy.optimize import linear_sum_assignment
 
 from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.media.segments import CLIP_FRAMES
+from mmadfer_cli.run.rows import EMBEDDINGS_KEY
 
 if TYPE_CHECKING:
     from mmadfer_cli.faces.embedding import FaceEmbedder
+    from mmadfer_cli.run.chunk import ChunkJob, ClipSource
     from mmadfer_cli.run.clips import FaceClip, SegmentClips
-    from mmadfer_cli.run.engines.local import ChunkJob, ClipSource
 
 SCOPES = ("video", "run")
 DEFAULT_THRESHOLD = 0.5  # measured: benchmarks/reid_distances.py
 EMBEDDED_FRAMES = 3  # per face clip: the best-scored frame of each third of the segment
-EMBEDDINGS_KEY = "_embeddings"
 _REFERENCE = 6  # a track's last observations that a new one is compared with
 
 

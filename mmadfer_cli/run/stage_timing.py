@@ -16,16 +16,10 @@ import numpy as np
 
 from mmadfer_cli.faces import FaceDetector
 from mmadfer_cli.media.video import open_video, video_id
+from mmadfer_cli.run.chunk import media_source
 from mmadfer_cli.run.clips import ClipSettings, iter_video_clips, plan, segment_fbank
-from mmadfer_cli.run.engines.local import (
-    PipelineStats,
-    Predict,
-    Stages,
-    VideoResult,
-    VideoTask,
-    media_source,
-    run_pipeline,
-)
+from mmadfer_cli.run.engines.local import Predict, Stages, run_pipeline
+from mmadfer_cli.run.videos import PipelineStats, VideoResult, VideoTask
 
 
 @dataclass

@@ -21,7 +21,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from mmadfer_cli.table.sinks import _EXTENSIONS, METADATA_KEY, row_schema
+from mmadfer_cli.table.schema import METADATA_KEY, row_schema
+from mmadfer_cli.table.sinks import _EXTENSIONS
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "video",

@@ -1,8 +1,4 @@
-"""The result table: row schema, rows from predictions, writers, file metadata and resume.
-
-One row per (video, person track, segment) with ``status=ok``; ``no_face`` rows
-for segments without any track, so a timeline has no silent holes; one
-``error`` row per video that failed. Column names are a contract (DESIGN.md).
+"""Where a run's rows go: writers, sinks (one file, a folder, stdout), resume and the lock.
 
 Nothing computed is lost: each finished video's rows are written to their own
 Parquet part (temporary name, then ``os.replace``) as soon as the video is
@@ -18,24 +14,18 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from mmadfer_cli.media.discover import path_text
-from mmadfer_cli.run.reid import EMBEDDINGS_KEY
 from mmadfer_cli.table.lock import OutputLock
-
-if TYPE_CHECKING:
-    from mmadfer_cli.run.clips import SegmentClips
+from mmadfer_cli.table.schema import METADATA_KEY, RunInfo
 
 Format = Literal["parquet", "csv", "jsonl"]
-METADATA_KEY = b"mmadfer"
 FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl")
 _EXTENSIONS: dict[str, Format] = {
     ".parquet": "parquet",
@@ -63,136 +53,6 @@ Done = dict[str, Finished]
 
 class OutputError(Exception):
     """A usage problem with ``--out``/``--format`` or with resuming (exit code 2)."""
-
-
-def prob_column(class_name: str) -> str:
-    """Column holding the probability of one class."""
-    return f"prob_{class_name}"
-
-
-def row_schema(class_names: Sequence[str]) -> pa.Schema:
-    """The typed schema of the result table for a model with these classes."""
-    fields = [
-        pa.field("video", pa.string(), nullable=False),
-        pa.field("video_id", pa.string()),
-        pa.field("track_id", pa.int32()),
-        pa.field("person_id", pa.int32()),
-        pa.field("segment", pa.int32()),
-        pa.field("start_s", pa.float64()),
-        pa.field("end_s", pa.float64()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("label", pa.string()),
-        pa.field("confidence", pa.float32()),
-        *(pa.field(prob_column(name), pa.float32()) for name in class_names),
-        pa.field("face_frames", pa.int32()),
-        pa.field("face_score", pa.float32()),
-        pa.field("bbox_x", pa.float32()),
-        pa.field("bbox_y", pa.float32()),
-        pa.field("bbox_w", pa.float32()),
-        pa.field("bbox_h", pa.float32()),
-        pa.field("has_audio", pa.bool_()),
-    ]
-    return pa.schema(fields)
-
-
-def segment_rows(
-    video: str,
-    video_id: str | None,
-    seg: SegmentClips,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-) -> list[dict[str, Any]]:
-    """Rows of one segment: one per face track (``probs`` row i is ``seg.faces[i]``), else
-    ``no_face``; one ``error`` row for a segment that could not be read."""
-    base = {
-        "video": video,
-        "video_id": video_id,
-        "segment": seg.segment.index,
-        "start_s": float(seg.segment.start_s),
-        "end_s": float(seg.segment.end_s),
-        "has_audio": bool(seg.has_audio),
-    }
-    if seg.error is not None:
-        return [{**base, "status": "error", "error": path_text(seg.error)}]
-    if not seg.faces:
-        return [{**base, "status": "no_face"}]
-    if probs.shape != (len(seg.faces), len(class_names)):
-        raise ValueError(
-            f"expected probabilities {(len(seg.faces), len(class_names))}, got {probs.shape}"
-        )
-    rows = []
-    for face, p in zip(seg.faces, probs, strict=True):
-        best = int(np.argmax(p))
-        x, y, w, h = face.bbox
-        rows.append(
-            {
-                **base,
-                "track_id": int(face.track_id),
-                "status": "ok",
-                "label": class_names[best],
-                "confidence": float(p[best]),
-                **{prob_column(name): float(v) for name, v in zip(class_names, p, strict=True)},
-                "face_frames": int(face.face_frames),
-                "face_score": float(face.face_score),
-                "bbox_x": float(x),
-                "bbox_y": float(y),
-                "bbox_w": float(w),
-                "bbox_h": float(h),
-                **({EMBEDDINGS_KEY: face.embeddings} if face.embeddings is not None else {}),
-            }
-        )
-    rows.sort(key=lambda r: r["track_id"])
-    return rows
-
-
-def error_row(video: str, video_id: str | None, message: str) -> dict[str, Any]:
-    """The single row that stands for a video that could not be processed."""
-    return {"video": video, "video_id": video_id, "status": "error", "error": message}
-
-
-def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Rows (dicts, missing keys are nulls) as a table with the result schema."""
-    return pa.Table.from_pylist(list(rows), schema=schema)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What produced a table: stored in every file's metadata, compared on resume."""
-
-    model_name: str
-    model_sha256: str
-    class_names: tuple[str, ...]
-    settings: dict[str, Any]
-    tool_version: str
-    torch_version: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The parts that decide the rows: a resumed run must match them exactly."""
-        return {
-            "model_sha256": self.model_sha256,
-            "class_names": list(self.class_names),
-            "settings": self.settings,
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": {
-                "name": self.model_name,
-                "sha256": self.model_sha256,
-                "class_names": list(self.class_names),
-            },
-            "settings": self.settings,
-            "tool_version": self.tool_version,
-            "torch_version": self.torch_version,
-            **self.extra,
-        }
-
-    def schema(self) -> pa.Schema:
-        """The result schema with this run's metadata attached."""
-        meta = {METADATA_KEY: json.dumps(self.to_json(), sort_keys=True).encode()}
-        return row_schema(self.class_names).with_metadata(meta)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -456,3 +316,21 @@ def open_sink(out: str, fmt: str | None, run: RunInfo, overwrite: bool) -> Sink:
     if is_dir:
         return DirectorySink(Path(out), run, overwrite)
     return FileSink(Path(out), fmt_, run, overwrite)
+
+
+class MemorySink(Sink):
+    """The rows kept in memory (the notebook ``annotate()`` without ``out=``): ``table`` holds
+    them, videos in input order, once closed."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        self._tables: dict[str, pa.Table] = {}
+        self.table = schema.empty_table()
+
+    def write(self, video: str, table: pa.Table) -> None:
+        self._tables[video] = table
+
+    def close(self, videos: Sequence[str]) -> Path | None:
+        parts = [self._tables[v] for v in videos if v in self._tables]
+        self.table = pa.concat_tables(parts) if parts else self._schema.empty_table()
+        return None

@@ -115,3 +115,10 @@ def cluster_precision(precision: str, gpus: float) -> tuple[str, Bfloat16Mode | 
         precision = "bfloat16"
     check_precision(precision, "cuda")
     return precision, bfloat16_mode("cuda")
+
+
+def disconnect() -> None:
+    """Stop the Ray that ``connect`` started here (the cluster itself goes on when joined)."""
+    import ray
+
+    ray.shutdown()

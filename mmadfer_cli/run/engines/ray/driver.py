@@ -23,24 +23,17 @@ from typing import Any
 
 import torch
 
-from mmadfer_cli.run.engines.local import (
-    PipelineEvents,
-    PipelineStats,
-    VideoResult,
-    VideoState,
-    VideoTask,
-)
+from mmadfer_cli.run.chunk import PredictorError
 from mmadfer_cli.run.engines.ray.connect import cluster_info, object_store_used
 from mmadfer_cli.run.engines.ray.remote import (
-    ChunkOutput,
     ChunkSpec,
-    Failure,
-    Plan,
     Service,
-    plan_video,
-    run_chunk,
+    chunk_task,
+    plan_task,
     warm_worker,
 )
+from mmadfer_cli.run.errors import Failure, PipelineError
+from mmadfer_cli.run.videos import PipelineEvents, PipelineStats, VideoResult, Videos, VideoTask
 
 CHUNK_RETRIES = 3  # a chunk whose worker process died runs again, up to this many times
 SAMPLE_EVERY_S = 0.5  # object store use is sampled this often
@@ -80,12 +73,12 @@ class RayRun:
             warm.remote(spec.settings, bool(info.gpus))
         services, detector_ref = self._start_services(ray, info, spec)
         detector: Any = None  # resolved when the first chunk goes out (the model is loaded then)
-        plan = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(plan_video)
-        chunk = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(run_chunk)
+        plan = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(plan_task)
+        chunk = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(chunk_task)
         limit = self.max_in_flight or max(2, int(2 * info.cpus))
         videos = collections.deque(tasks)
         chunks: collections.deque[tuple[VideoTask, int, int]] = collections.deque()
-        state = {task.index: VideoState(task) for task in tasks}
+        state = Videos(tasks, events, stats)
         flying: dict[Any, tuple[VideoTask, int | None]] = {}  # ref -> (video, chunk or plan)
         spec_ref = ray.put(spec)
         submitted = 0
@@ -95,9 +88,9 @@ class RayRun:
                 while len(flying) < limit and (chunks or videos):
                     if chunks:
                         task, k, count = chunks.popleft()
-                        if state.get(task.index) is None or state[task.index].error is not None:
+                        video = state.wanted(task.index)
+                        if video is None:
                             continue
-                        video = state[task.index]
                         if detector_ref is not None:
                             detector, detector_ref = ray.get(detector_ref), None
                         ref = chunk.remote(
@@ -108,31 +101,23 @@ class RayRun:
                         flying[ref] = (task, k)
                     else:
                         task = videos.popleft()
-                        flying[plan.remote(str(task.path), spec.settings, spec.chunk_s)] = (
-                            task,
-                            None,
-                        )
+                        ref = plan.remote(str(task.path), spec.settings, spec.chunk_s)
+                        flying[ref] = (task, None)
                 ready, _ = ray.wait(list(flying), num_returns=1, timeout=SAMPLE_EVERY_S)
                 if time.perf_counter() - sampled >= SAMPLE_EVERY_S:
                     sampled = time.perf_counter()
                     self.object_store_peak = max(self.object_store_peak, object_store_used() or 0)
                 for ref in ready:
                     task, k = flying.pop(ref)
-                    video = state.get(task.index)
-                    value = _value(ray, ref)
-                    if video is None or video.error is not None:
-                        continue
+                    value = _value(ray, ref, task)
                     if isinstance(value, Failure):
-                        video.error, video.exception = value.message, value.exception
+                        state.failed(task.index, value)
                     elif k is None:
-                        self._planned(video, value, chunks, events)
+                        count = state.planned(task.index, value)
+                        chunks.extendleft((task, c, count) for c in range(count - 1, -1, -1))
                     else:
-                        self._chunk_done(video, k, value, stats, events)
-                    if video.finished:
-                        result = state.pop(task.index).result()
-                        stats.videos += 1
-                        stats.errors += result.error is not None
-                        yield result
+                        state.chunk_done(task.index, k, value)
+                    yield from state.finished([task.index])
             self.service_stats = _summed(ray.get([s.stats.remote() for s in services]))
             stats.model_s = self.service_stats.get("model_s", 0.0)
             stats.batches = int(self.service_stats.get("model_batches", 0))
@@ -170,47 +155,23 @@ class RayRun:
         self.services = count
         return services, services[0].detector.remote()
 
-    @staticmethod
-    def _planned(
-        video: VideoState,
-        plan: Plan,
-        chunks: collections.deque[tuple[VideoTask, int, int]],
-        events: PipelineEvents,
-    ) -> None:
-        video.video_id = plan.video_id
-        events.video_started(video.task)
-        if plan.failure is not None:
-            video.error, video.exception = plan.failure.message, plan.failure.exception
-            return
-        video.chunks = plan.chunks
-        chunks.extendleft((video.task, k, plan.chunks) for k in range(plan.chunks - 1, -1, -1))
 
-    @staticmethod
-    def _chunk_done(
-        video: VideoState, k: int, out: ChunkOutput, stats: PipelineStats, events: PipelineEvents
-    ) -> None:
-        if out.failure is not None:
-            video.error, video.exception = out.failure.message, out.failure.exception
-            return
-        video.rows += [(k, row) for row in out.rows]
-        video.logs[k] = out.log
-        video.segments += out.segments
-        video.clips += out.clips
-        video.damaged += out.damaged
-        stats.chunks += 1
-        stats.segments += out.segments
-        stats.clips += out.clips
-        stats.add_produce(out.produce_s)
-        events.segments_done(video.task, out.segments)
-
-
-def _value(ray: Any, ref: Any) -> Any:
-    """A task's result; a task that failed for good (its worker died every time) as a failure."""
+def _value(ray: Any, ref: Any, task: VideoTask) -> Any:
+    """A task's result; a task that failed for good (its worker died every time) as a failure.
+    The model failing stops the run, as on the local engine."""
     try:
         return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, PredictorError):
+            raise PipelineError("the model", [task.video], exc.cause.cause) from exc
+        return _task_failure(exc)
     except ray.exceptions.RayError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Failure(f"the Ray task failed: {first}", None)
+        return _task_failure(exc)
+
+
+def _task_failure(exc: Exception) -> Failure:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Failure(f"the Ray task failed: {first}", None)
 
 
 @contextlib.contextmanager

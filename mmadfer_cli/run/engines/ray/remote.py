@@ -1,9 +1,9 @@
 """What runs on the cluster's workers: planning a video, running a chunk, and the service actor.
 
-A chunk task runs the media chain of one chunk (decode, faces, tracking, crops,
-filterbank, and face embeddings for re-identification) where Ray places it, and
-sends each segment's face clips to a service actor; it returns the chunk's rows
-and track log, never pixels, so the driver and the object store stay small.
+A chunk task runs ``chunk.run_chunk`` (the same function as a local worker)
+where Ray places it, with a service actor as its predictor; it returns the
+chunk's rows and track log, never pixels, so the driver and the object store
+stay small.
 A service actor holds the model (and, on a GPU, the face detector), each
 behind a ``Batched`` queue, so the clips and frames of all chunks that call it
 meet in full batches. On the CPU each chunk task finds faces itself, as a local
@@ -12,36 +12,36 @@ worker does. Errors come back as values: an unreadable file names the node.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import socket
-import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mmadfer_cli.api import settings_detector
 from mmadfer_cli.faces import FaceDetector, detector_weights
 from mmadfer_cli.faces.embedding import FaceEmbedder
 from mmadfer_cli.media.video import video_id
+from mmadfer_cli.model.inference import model_predictor
 from mmadfer_cli.run.allocator import keep_freed_memory
 from mmadfer_cli.run.batching import Batched
-from mmadfer_cli.run.clips import ClipSettings, TrackLog, count_chunks
-from mmadfer_cli.run.engines.local import (
+from mmadfer_cli.run.chunk import (
     ChunkJob,
-    error_message,
-    expected,
+    ChunkOutput,
+    Pending,
+    Plan,
     media_source,
-    model_predictor,
+    plan_video,
+    run_chunk,
 )
+from mmadfer_cli.run.clips import ClipSettings, count_chunks, settings_detector
+from mmadfer_cli.run.errors import Failure
 from mmadfer_cli.run.reid import with_embeddings
-from mmadfer_cli.table.sinks import segment_rows
 
 
 @dataclass(frozen=True)
@@ -58,55 +58,23 @@ class RemoteFailure(Exception):
     """An unexpected error on a worker; its message carries the worker's traceback."""
 
 
-@dataclass
-class Failure:
-    """Why a video could not be planned or a chunk not run (the message of its error row)."""
-
-    message: str
-    exception: RemoteFailure | None  # None for an expected error (unreadable, not a video)
-
-
-@dataclass
-class Plan:
-    """A planned video: its id and chunk count, or why it could not be opened."""
-
-    video_id: str | None
-    chunks: int
-    failure: Failure | None = None
+def _sent(found: Failure | None) -> Failure | None:
+    """A failure as it travels to the driver: an unexpected error as its traceback in words."""
+    if found is None or found.exception is None:
+        return found
+    text = "".join(traceback.format_exception(found.exception)).rstrip()
+    return Failure(found.message, RemoteFailure(text))
 
 
-@dataclass
-class ChunkOutput:
-    """A chunk's rows (local track ids), its track log and counters, or why it failed."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    log: TrackLog = field(default_factory=TrackLog)
-    segments: int = 0
-    clips: int = 0
-    damaged: list[tuple[float, float, str]] = field(default_factory=list)
-    produce_s: float = 0.0
-    failure: Failure | None = None
-
-
-def _failure(exc: BaseException) -> Failure:
-    """An error as a row's message; a file this node cannot read names the node (shared
-    storage missing there), and an unexpected error keeps the worker's traceback."""
-    message = error_message(exc)
-    if isinstance(exc, OSError):
-        message = f"{message} (on node {socket.gethostname()})"
-    if expected(exc):
-        return Failure(message, None)
-    return Failure(message, RemoteFailure("".join(traceback.format_exception(exc)).rstrip()))
-
-
-def plan_video(path: str, settings: ClipSettings, chunk_s: float) -> Plan:
+def plan_task(path: str, settings: ClipSettings, chunk_s: float) -> Plan:
     """Open a video on a worker: its id and how many chunks it has."""
-    vid = None
-    try:
-        vid = video_id(path)
-        return Plan(vid, count_chunks(Path(path), settings, chunk_s))
-    except Exception as exc:
-        return Plan(vid, 0, _failure(exc))
+    plan = plan_video(Path(path), video_id, lambda p: count_chunks(p, settings, chunk_s), _node())
+    plan.failure = _sent(plan.failure)
+    return plan
+
+
+def _node() -> str:
+    return socket.gethostname()
 
 
 class _ServiceDetector:
@@ -119,6 +87,19 @@ class _ServiceDetector:
         import ray
 
         return ray.get(self.service.detect.remote(np.asarray(frames)))
+
+
+class _ServicePredictor:
+    """The ``Predictor`` of a chunk task: the service actor's batched model."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def submit(self, clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]) -> Pending:
+        import ray
+
+        ref = self.service.predict.remote(list(clips), list(fbanks))
+        return lambda: ray.get(ref)
 
 
 @functools.lru_cache(maxsize=2)
@@ -139,7 +120,7 @@ def _embedder() -> FaceEmbedder:
     return FaceEmbedder()
 
 
-def run_chunk(
+def chunk_task(
     spec: ChunkSpec,
     service: Any,
     detector: tuple[str, str | None] | None,
@@ -148,54 +129,21 @@ def run_chunk(
     vid: str | None,
     job: tuple[int, int],
 ) -> ChunkOutput:
-    """Chunk ``job`` = (index, count) of a video: its rows with the service's predictions.
-
-    ``detector`` (name, weights checksum) says the service finds the faces (a GPU); None:
-    this task does, with its own (cached per worker process) detector.
-    """
-    import ray
-
+    """Chunk ``job`` = (index, count) of a video through ``chunk.run_chunk``, with the service's
+    predictions. ``detector`` (name, weights checksum) says the service finds the faces (a GPU);
+    None: this task does, with its own (cached per worker process) detector."""
     keep_freed_memory()
-    out = ChunkOutput()
     found: FaceDetector = (
         _ServiceDetector(service, *detector) if detector else _own_detector(spec.settings)
     )
     open_source, _ = media_source(spec.settings, lambda: found, spec.chunk_s)
     if spec.reid_frames is not None:
         open_source = with_embeddings(open_source, _embedder, spec.reid_frames)
-    chunk = ChunkJob(*job, log=out.log)
-    waiting: list[tuple[Any, Any]] = []  # (segment clips, predictions on their way)
-    try:
-        segments = iter(open_source()(Path(path), chunk))
-        while True:
-            t0 = time.perf_counter()
-            clips = next(segments, None)
-            out.produce_s += time.perf_counter() - t0
-            if clips is None:
-                break
-            out.segments += 1
-            out.clips += len(clips.faces)
-            if clips.error is not None:
-                segment = clips.segment
-                out.damaged.append((float(segment.start_s), float(segment.end_s), clips.error))
-            probs = None
-            if clips.faces:
-                faces = [f.clip for f in clips.faces]
-                probs = service.predict.remote(faces, [clips.fbank] * len(faces))
-            waiting.append((_without_pixels(clips), probs))
-        for clips, probs in waiting:
-            shape = (len(clips.faces), len(spec.class_names))
-            values = ray.get(probs) if probs is not None else np.zeros(shape, np.float32)
-            out.rows += segment_rows(video, vid, clips, values, spec.class_names)
-    except Exception as exc:
-        return ChunkOutput(failure=_failure(exc))
+    out = run_chunk(open_source(), Path(path), video, vid, ChunkJob(*job),
+                    _ServicePredictor(service), spec.class_names, node=_node())  # fmt: skip
+    assert out is not None  # never asked to stop
+    out.failure = _sent(out.failure)
     return out
-
-
-def _without_pixels(clips: Any) -> Any:
-    """A segment kept until its predictions come back: its face crops are no longer needed."""
-    faces = [dataclasses.replace(f, clip=torch.empty(0, dtype=torch.uint8)) for f in clips.faces]
-    return dataclasses.replace(clips, faces=faces)
 
 
 class Service:
