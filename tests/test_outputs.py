@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +18,7 @@ import pytest
 
 from mmadfer_cli.run import rows as row_making
 from mmadfer_cli.table import schema as table_schema
+from mmadfer_cli.table import files as table_files
 from mmadfer_cli.table import sinks as outputs
 
 CLASSES = ("happiness", "sadness", "neutral")
@@ -218,3 +222,46 @@ def test_stdout_sink_streams_one_header() -> None:
     sink.close(["a.mp4", "b.mp4"])
     rows = list(csv.DictReader(io.StringIO(stream.getvalue().decode())))
     assert [r["video"] for r in rows] == ["a.mp4", "a.mp4", "b.mp4", "b.mp4"]
+
+
+def _replace_held(monkeypatch: pytest.MonkeyPatch, times: int) -> list[Path]:
+    """os.replace refused ``times`` times, as Windows refuses while another program has the
+    target open; the targets tried."""
+    plain_replace, tried = os.replace, []
+
+    def replace(src: Path, dst: Path) -> None:
+        tried.append(Path(dst))
+        if len(tried) <= times:
+            raise PermissionError(errno.EACCES, "Access is denied", str(dst))
+        plain_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return tried
+
+
+def test_the_final_table_waits_for_a_program_that_holds_it_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "results.csv"
+    tried = _replace_held(monkeypatch, times=3)  # a virus scanner's moment
+    outputs.write_table(_table("a.mp4", _run()), path, "csv")
+    assert tried == [path] * 4
+    assert len(list(csv.DictReader(path.open()))) == 2  # a no-face row and a face row
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_a_final_table_held_open_says_which_file_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "results.csv"
+    path.write_text("the old table, open in Excel\n")
+    monkeypatch.setattr(table_files, "RETRY_S", 0.3)
+    tried = _replace_held(monkeypatch, times=10**6)
+    started = time.monotonic()
+    with pytest.raises(table_files.FileHeldError) as held:
+        outputs.write_table(_table("a.mp4", _run()), path, "csv")
+    assert time.monotonic() - started >= 0.3 and len(tried) > 1  # it waited, trying again
+    assert str(held.value).startswith(f"cannot replace {path}: another program may have it open")
+    assert isinstance(held.value, PermissionError)  # callers that handle OSError still do
+    assert path.read_text() == "the old table, open in Excel\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]

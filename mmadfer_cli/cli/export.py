@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
+from mmadfer_cli.table.files import FileHeldError
 
 app = typer.Typer(
     help="Export a result table for other tools: ELAN (.eaf) or subtitles (.srt, .vtt), "
@@ -52,11 +53,15 @@ def eaf(
 ) -> None:
     """ELAN files (.eaf), one per video: a tier per person, linked to the video.
 
-    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input.
+    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input or a file held open by another program.
     """
     df = load_results(results)
     _check_out(out)
-    _done(df, export_eaf(df, out, media_root), quiet)
+    try:
+        written = export_eaf(df, out, media_root)
+    except FileHeldError as exc:
+        raise usage_error(str(exc)) from exc
+    _done(df, written, quiet)
 
 
 def _subtitles(fmt: str) -> Callable[..., None]:
@@ -69,13 +74,17 @@ def _subtitles(fmt: str) -> Callable[..., None]:
     ) -> None:
         df = load_results(results)
         _check_out(out)
-        _done(df, export_subtitles(df, out, fmt), quiet)
+        try:
+            written = export_subtitles(df, out, fmt)
+        except FileHeldError as exc:
+            raise usage_error(str(exc)) from exc
+        _done(df, written, quiet)
 
     command.__doc__ = (
         f"{'SubRip' if fmt == 'srt' else 'WebVTT'} subtitles (.{fmt}), one per video: a cue per "
         "segment with each person's label.\n\nEach cue lists every person on screen with label "
         "and confidence, or '(no face)'; give the file the video's name and players show it. "
-        "Prints the files written on stdout. Exit codes: 0 done, 2 bad input."
+        "Prints the files written on stdout. Exit codes: 0 done, 2 bad input or a file held open by another program."
     )
     return command
 

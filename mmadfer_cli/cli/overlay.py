@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
 from mmadfer_cli.reporting.overlay import OverlayError, video_rows, write_overlay
+from mmadfer_cli.table.files import FileHeldError
 
 
 def overlay(
@@ -26,7 +27,7 @@ def overlay(
 ) -> None:
     """Draw each person's box, id, label and confidence on every frame of VIDEO, to spot-check.
 
-    Boxes are interpolated between the segments' boxes; the sound is kept; the output is H.264 MP4. VIDEO is matched to its rows by content id, so a renamed copy works and a different file is refused. Prints the output's path on stdout. Exit codes: 0 done, 2 the video is not in the results, or bad input.
+    Boxes are interpolated between the segments' boxes; the sound is kept; the output is H.264 MP4. VIDEO is matched to its rows by content id, so a renamed copy works and a different file is refused. Prints the output's path on stdout. Exit codes: 0 done, 2 the video is not in the results, bad input, or --out held open by another program.
     """
     df = load_results(results)
     if out.resolve() == video.resolve():
@@ -52,6 +53,6 @@ def overlay(
     try:
         with progress:
             written = write_overlay(video, df, out, crf=crf, on_frame=advance)
-    except OverlayError as exc:
+    except (OverlayError, FileHeldError) as exc:
         raise usage_error(str(exc)) from exc
     typer.echo(str(written))

@@ -17,6 +17,7 @@ from pympi.Elan import to_string
 from mmadfer_cli.reporting.eaf import video_eaf
 from mmadfer_cli.reporting.filenames import video_stems
 from mmadfer_cli.reporting.subtitles import SUBTITLE_FORMATS, cues, render
+from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.read import check_results, video_order
 
 
@@ -40,7 +41,7 @@ def write_per_video(
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             tmp.write_bytes(content(video, out))
-            os.replace(tmp, path)
+            replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         written[video] = path

@@ -23,6 +23,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from mmadfer_cli.media.video import MediaError, _rotate, video_id
 from mmadfer_cli.reporting.timeline import class_colors
+from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.read import (
     BOX_COLUMNS,
     check_results,
@@ -216,7 +217,7 @@ def write_overlay(
         painter = Painter(width, height, class_colors(class_names(rows)))
         with av.open(str(video)) as src, av.open(str(tmp), "w", format="mp4") as dst:
             _transcode(src, dst, FrameBoxes(rows), painter, rotation, crf, on_frame)
-        os.replace(tmp, out)
+        replace(tmp, out)
     except (av.FFmpegError, MediaError) as exc:
         raise OverlayError(f"{video}: cannot be read or encoded ({exc})") from exc
     finally:

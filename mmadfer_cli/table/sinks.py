@@ -1,7 +1,7 @@
 """Where a run's rows go: writers, sinks (one file, a folder, stdout), resume and the lock.
 
 Nothing computed is lost: each finished video's rows are written to their own
-Parquet part (temporary name, then ``os.replace``) as soon as the video is
+Parquet part (temporary name, then renamed: ``files.replace``) as soon as the video is
 done, so an interrupted run restarts where it stopped. A single-file output is
 assembled from the parts at the end and replaced atomically.
 """
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.lock import OutputLock
 from mmadfer_cli.table.schema import METADATA_KEY, RunInfo
 
@@ -77,7 +78,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
