@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import av
 import pytest
-from pympi.Elan import Eaf
+from pympi.Elan import Eaf, to_string
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli.app import app
 from mmadfer_cli.media.discover import path_text
-from mmadfer_cli.reporting.eaf import media_file
+from mmadfer_cli.reporting.eaf import media_file, media_urls
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.reporting.subtitles import cues
+from mmadfer_cli.table import files as table_files
 from mmadfer_cli.table.sinks import write_table
 from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
 
@@ -121,3 +123,41 @@ def test_export_refuses_what_is_not_a_result_table(tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
     result = runner.invoke(app, ["export", "eaf", str(tmp_path / "x.jsonl"), "-o", str(tmp_path)])
     assert result.exit_code == 2 and "missing column(s)" in result.stderr
+
+
+def test_eaf_media_on_another_windows_drive_is_linked_by_its_absolute_url() -> None:
+    """Windows has no relative path from C: to D: (or to a network share)."""
+    out = PureWindowsPath("C:/Users/ana/elan")
+    assert media_urls(PureWindowsPath("C:/Users/ana/videos/a.mp4"), out) == (
+        "file:///C:/Users/ana/videos/a.mp4",
+        "../videos/a.mp4",
+    )
+    assert media_urls(PureWindowsPath("D:/videos/a b.mp4"), out) == (
+        "file:///D:/videos/a%20b.mp4",
+        None,
+    )
+    assert media_urls(PureWindowsPath("//server/share/a.mp4"), out) == (
+        "file://server/share/a.mp4",
+        None,
+    )
+    eaf = Eaf()
+    eaf.add_linked_file("file:///D:/videos/a.mp4", relpath=None, mimetype="video/mp4")
+    assert "RELATIVE_MEDIA_URL" not in to_string(eaf)  # no empty attribute for ELAN to follow
+
+
+def test_export_says_which_file_another_program_holds(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def held(src: object, dst: object) -> None:
+        raise PermissionError(errno.EACCES, "Access is denied", str(dst))
+
+    monkeypatch.setattr(table_files, "RETRY_S", 0.2)
+    monkeypatch.setattr(os, "replace", held)
+    result = runner.invoke(app, ["export", "srt", str(results), "--out", str(tmp_path / "subs")])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert (
+        f"cannot replace {tmp_path / 'subs' / 'a.srt'}: another program may have it open" in message
+    )
+    assert "Excel" in message and "Traceback" not in result.output
+    assert list((tmp_path / "subs").iterdir()) == []  # no temporary file left behind

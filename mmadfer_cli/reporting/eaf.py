@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import codecs
 import mimetypes
+import ntpath
 import os
-from pathlib import Path
+import posixpath
+from pathlib import Path, PurePath, PureWindowsPath
 from urllib.parse import quote
 
 import pandas as pd
@@ -54,20 +56,28 @@ def media_file(video: str, media_root: Path | None = None) -> Path:
     return path
 
 
-def _media(eaf: Eaf, video: str, eaf_dir: Path, media_root: Path | None) -> None:
-    """Link the video: an absolute file URL and one relative to the .eaf file, as ELAN writes."""
-    path = Path(os.path.abspath(media_file(video, media_root)))
-    mime = mimetypes.guess_type(path.name)[0] or "video/*"
-    relative = Path(os.path.relpath(path, os.path.abspath(eaf_dir))).as_posix()
+def media_urls(media: PurePath, eaf_dir: PurePath) -> tuple[str, str | None]:
+    """The file URL of ``media`` and its URL relative to ``eaf_dir`` (both absolute paths), as
+    ELAN writes them. On Windows a file on another drive (or share) has no relative path: then
+    only the absolute URL, which ELAN uses first anyway."""
+    flavour = ntpath if isinstance(media, PureWindowsPath) else posixpath
+    try:
+        relative = type(media)(flavour.relpath(media, eaf_dir)).as_posix()
+    except ValueError:  # "path is on mount 'D:', start on mount 'C:'"
+        return media.as_uri(), None
     try:
         relative.encode("utf-8")
     except UnicodeEncodeError:  # bytes that XML cannot hold: percent-encoded, as in a URL
         relative = quote(os.fsencode(relative), safe="/.-_~")
-    eaf.add_linked_file(
-        path.as_uri(),
-        relpath=relative if relative.startswith(".") else f"./{relative}",
-        mimetype=mime,
-    )
+    return media.as_uri(), relative if relative.startswith(".") else f"./{relative}"
+
+
+def _media(eaf: Eaf, video: str, eaf_dir: Path, media_root: Path | None) -> None:
+    """Link the video: an absolute file URL and, where there is one, one relative to the .eaf."""
+    path = Path(os.path.abspath(media_file(video, media_root)))
+    absolute, relative = media_urls(path, Path(os.path.abspath(eaf_dir)))
+    mime = mimetypes.guess_type(path.name)[0] or "video/*"
+    eaf.add_linked_file(absolute, relpath=relative, mimetype=mime)
 
 
 def _vocabulary(eaf: Eaf, classes: list[str]) -> None:
