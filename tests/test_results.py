@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pandas as pd
 import pyarrow as pa
@@ -111,3 +111,17 @@ def test_video_stems_are_safe_distinct_and_keep_plain_names() -> None:
     for stem in stems.values():
         assert stem and all(c.isalnum() or c in "-_." for c in stem), stem
         assert not stem.startswith(".")
+
+
+def test_video_stems_avoid_windows_device_names() -> None:
+    """Windows cannot create CON.eaf or aux.srt (any case; also aux.final.srt), nor a name
+    ending in a dot or a space."""
+    devices = ["con.mp4", "x/Aux.mp4", "NUL.MOV", "COM1.final.mp4", "lpt9.mkv", "com\u00b9.mp4"]
+    plain = ["console.mp4", "com10.mp4", "auxiliary.mp4", "my.aux.mp4"]
+    stems = video_stems([*devices, *plain, "talk. .mp4"])
+    for video in devices:
+        device = PurePath(video).stem.partition(".")[0]
+        assert stems[video].startswith(f"{device}_"), stems[video]
+    assert [stems[v] for v in plain] == ["console", "com10", "auxiliary", "my.aux"]
+    assert all(not stem.endswith((".", " ")) for stem in stems.values())
+    assert len(set(stems.values())) == len(stems)

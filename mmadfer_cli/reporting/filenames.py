@@ -4,6 +4,9 @@ A name keeps the video's own stem when it is safe and unique
 (``interview.eaf`` beside ``interview.mp4``); a stem with characters that are
 not portable in file names, or one shared by two videos of the table, gets a
 short content-independent key of the full path, so names never collide.
+Windows' device names (``CON``, ``aux``, ``COM1``..., also as ``aux.final``:
+whatever comes before the first dot counts) cannot be files there, nor can a
+name end in a dot or a space: such stems are changed, and so keyed, too.
 """
 
 from __future__ import annotations
@@ -15,10 +18,16 @@ from pathlib import PurePath
 from mmadfer_cli.table.sinks import video_key
 
 _MAX_STEM = 60
+_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"]
+)  # as Python 3.13's ntpath.isreserved, and COM0/LPT0, which some Windows versions reserve
 
 
 def _safe(stem: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:_MAX_STEM].strip(".")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:_MAX_STEM].strip(".")
+    device, dot, rest = name.partition(".")
+    return f"{device}_{dot}{rest}" if device.upper() in _DEVICES else name
 
 
 def video_stems(videos: Sequence[str]) -> dict[str, str]:
