@@ -111,7 +111,10 @@ def annotate(
         show_default=False,
     ),
     device: str = typer.Option(
-        D.device, "--device", "-d", help="auto (a GPU when there is one), cpu, cuda or cuda:N."
+        D.device,
+        "--device",
+        "-d",
+        help="auto (a CUDA GPU, else a Mac's GPU, when there is one), cpu, cuda, cuda:N or mps.",
     ),
     precision: str = typer.Option(
         D.precision,

@@ -91,7 +91,7 @@ def _versions() -> None:
     _out.print("  " + ", ".join(found))
 
 
-def _devices() -> None:
+def _devices(device: str) -> None:
     _out.print("[bold]Devices[/]")
     _out.print(f"  CPU: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")
     cuda = torch.version.cuda or "none"
@@ -104,12 +104,37 @@ def _devices() -> None:
             )
     else:
         _out.print(f"  no CUDA GPU visible to PyTorch (CUDA build: {cuda})")
+    if torch.backends.mps.is_available():
+        _out.print("  mps: this Mac's GPU (Metal Performance Shaders), float32 only")
+    elif torch.backends.mps.is_built():
+        _out.print("  no Apple GPU (MPS) available: it needs macOS 12.3 or newer")
     try:
         import onnxruntime
 
         _out.print(f"  onnxruntime providers: {', '.join(onnxruntime.get_available_providers())}")
     except Exception as exc:
         _out.print(f"  onnxruntime: unavailable ({escape(str(exc))})")
+    _plan(device)
+
+
+def _plan(device: str) -> None:
+    """The device and precision that ``annotate`` with this ``--device`` (and ``--precision
+    auto``) runs on, and why that precision."""
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        _bad(f"--device {device}", str(exc))
+        return
+    precision = resolve_precision("auto", torch_device)
+    if torch_device.type == "cuda":
+        why = "the GPU computes bfloat16" if precision == "bfloat16" else "no bfloat16 on this GPU"
+    elif torch_device.type == "mps":
+        why = "MPS lacks some bfloat16 kernels"
+    elif precision == "bfloat16":
+        why = "this CPU computes bfloat16 natively (AVX512-BF16 or AMX)"
+    else:
+        why = "no native bfloat16 on this CPU"
+    _ok("annotate", f"--device {device} runs on {torch_device} in {precision} ({why})")
 
 
 def _decoders(video: Path) -> bool:
@@ -177,12 +202,13 @@ def _models() -> None:
 
 def _pipeline(video: Path, device: str, detector: str, face_models: Path | None) -> bool:
     torch_device = resolve_device(device)
+    precision = resolve_precision("auto", torch_device)
     _out.print(
-        f"[bold]Pipeline[/] on {escape(video.name)} with an untrained tiny model, device {torch_device}"
+        f"[bold]Pipeline[/] on {escape(video.name)} with an untrained tiny model, device "
+        f"{torch_device}, {precision}"
     )
     torch.manual_seed(0)
     config = MMADFERConfig.tiny()
-    precision = resolve_precision("auto", torch_device)
     model = cast_weights(build_model(config).eval().to(torch_device), precision)
     predict = model_predictor(model, torch_device, precision)
     settings = ClipSettings(detector=detector, face_models=face_models)
@@ -217,7 +243,7 @@ def doctor(
         show_default="the repository's sample video, else a short video made from "
         "insightface's sample photo",
     ),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
     detector: str = typer.Option(
         "auto", "--detector", help=f"Face detector for the pipeline run: {', '.join(DETECTORS)}."
     ),
@@ -246,7 +272,7 @@ def doctor(
     Exit code 0 when everything needed to annotate works, 1 otherwise.
     """
     _versions()
-    _devices()
+    _devices(device)
     _models()
     with tempfile.TemporaryDirectory(prefix="mmadfer-doctor-") as tmp:
         if video is None:

@@ -117,7 +117,9 @@ def evaluate(
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per model call."),
     device: str = typer.Option(
-        "auto", "--device", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ..."
+        "auto",
+        "--device",
+        help="'auto' (CUDA if available, else a Mac's GPU), 'cpu', 'cuda', 'cuda:1', ..., 'mps'",
     ),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading worker processes."),
     audio_template: str | None = typer.Option(None, "--audio-template", help=AUDIO_TEMPLATE_HELP),
@@ -300,7 +302,7 @@ def train(
         except PretrainedError as error:
             raise _fail(str(error)) from None
     try:
-        resolve_device(device)  # fail before any data is read, with a reason
+        resolve_device(device, apple_gpu=False)  # fail before any data is read, with a reason
         common = {"image_size": config.image_size, "cache": out / "spans"}
         train_data = _dataset(
             data, class_names, audio_template, root, train=True, brightness=brightness, **common

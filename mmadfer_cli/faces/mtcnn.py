@@ -27,6 +27,7 @@ import torch
 from mmadfer_cli.faces.mtcnn_nets import ONet, PNet, RNet
 from mmadfer_cli.faces.mtcnn_weights import load_state_dicts, sources_checksum
 from mmadfer_cli.faces.nms import grouped_nms
+from mmadfer_cli.model.devices import device_lock
 
 MIN_FACE = 20
 THRESHOLDS = (0.6, 0.7, 0.7)
@@ -188,7 +189,8 @@ class MtcnnDetector:
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for net, key in ((self.pnet, "pnet"), (self.rnet, "rnet"), (self.onet, "onet")):
             net.load_state_dict(state[key])
-            net.eval().requires_grad_(False).to(self.device)
+            with device_lock(self.device):
+                net.eval().requires_grad_(False).to(self.device)
         self.max_pixels = MAX_PIXELS.get(self.device.type, MAX_PIXELS["cpu"])
 
     def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -214,14 +216,15 @@ class MtcnnDetector:
     @torch.inference_mode()
     def _detect_batch(self, frames: np.ndarray) -> list[FrameFaces]:
         n, height, width = frames.shape[:3]
-        table = _integral(torch.from_numpy(frames).to(self.device))
-        boxes, frame = self._propose(table, n, height, width)
-        if len(boxes):
-            boxes, frame = self._refine(table, boxes, frame, width, height)
-        landmarks = torch.zeros(0, 5, 2, device=self.device)
-        if len(boxes):
-            boxes, frame, landmarks = self._output(table, boxes, frame, width, height)
-        return self._per_frame(n, boxes, frame, landmarks)
+        with device_lock(self.device):
+            table = _integral(torch.from_numpy(frames).to(self.device))
+            boxes, frame = self._propose(table, n, height, width)
+            if len(boxes):
+                boxes, frame = self._refine(table, boxes, frame, width, height)
+            landmarks = torch.zeros(0, 5, 2, device=self.device)
+            if len(boxes):
+                boxes, frame, landmarks = self._output(table, boxes, frame, width, height)
+            return self._per_frame(n, boxes, frame, landmarks)
 
     def _propose(
         self, table: torch.Tensor, n: int, height: int, width: int

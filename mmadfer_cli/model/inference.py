@@ -4,7 +4,10 @@ float32 is the reference everywhere. ``bfloat16`` and ``float16`` (CUDA only)
 are several times faster on recent GPUs, and bfloat16 also on CPUs that compute
 it natively (AVX512-BF16 or AMX); they move the logits slightly (see
 ``benchmarks/autocast_drift.py``). ``auto`` picks the fast mode where the
-hardware has it. float16 runs under autocast (weights stay float32; matrix
+hardware has it. A Mac's GPU (``mps``) runs float32 only: MPS has bfloat16 only
+from macOS 14 on and still lacks kernels for some operations in it, so a
+bfloat16 run could stop halfway on one Mac and not on another, and no speed-up
+has been measured there. float16 runs under autocast (weights stay float32; matrix
 products run in the low precision); bfloat16 either so or with the weights
 themselves cast to bfloat16 (``bfloat16_mode``): faster on CUDA, slower on the
 CPU.
@@ -14,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
+from mmadfer_cli.model.devices import device_lock
 from mmadfer_cli.model.mmadfer import MMADFER
 
 Precision = Literal["float32", "bfloat16", "float16"]
@@ -26,35 +31,53 @@ PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 Bfloat16Mode = Literal["weights", "autocast"]
 _AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+_CPUINFO = Path("/proc/cpuinfo")
+_NATIVE_BFLOAT16 = ("avx512_bf16", "amx_bf16")  # the x86 flags; ARM's bf16 is not measured
 
 
 def check_precision(precision: str, device: torch.device | str) -> None:
     """Raise ValueError for an unknown precision or one the device cannot run."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "float16" and torch.device(device).type != "cuda":
+    kind = torch.device(device).type
+    if precision == "float16" and kind != "cuda":
         raise ValueError("float16 needs a CUDA device; use float32 (or bfloat16) on the CPU")
+    if precision == "bfloat16" and kind == "mps":
+        raise ValueError(
+            "bfloat16 does not run on mps (MPS lacks some of its kernels); use float32"
+        )
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags: Linux's own list where there is /proc, else the one PyTorch
+    reads from the CPU (``torch.cpu.get_capabilities``, in recent PyTorch: macOS, Windows);
+    none when neither is there (so float32)."""
+    try:
+        with _CPUINFO.open() as f:
+            return set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        capabilities = getattr(torch.cpu, "get_capabilities", None)
+        if capabilities is None:
+            return set()
+        return {name for name, value in capabilities().items() if value is True}
 
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX): there bfloat16
     autocast runs the model about 3x faster than float32; elsewhere it is emulated and slower."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return any(flag in _cpu_flags() for flag in _NATIVE_BFLOAT16)
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> Precision:
-    """``auto``: on CUDA bfloat16 where the GPU has it, else float16; on the CPU bfloat16 where
-    the CPU computes it natively, else float32."""
+    """``auto``: on CUDA bfloat16 where the GPU has it, else float16; on a Mac's GPU float32;
+    on the CPU bfloat16 where the CPU computes it natively, else float32."""
     device = torch.device(device)
     if precision == "auto":
-        if device.type != "cuda":
-            return "bfloat16" if cpu_has_native_bfloat16() else "float32"
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        if device.type == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        if device.type == "mps":
+            return "float32"
+        return "bfloat16" if cpu_has_native_bfloat16() else "float32"
     check_precision(precision, device)
     return precision  # type: ignore[return-value]
 
@@ -115,16 +138,17 @@ def predict_logits(
     non_blocking = device.type == "cuda"
     if non_blocking and images.device.type == "cpu":
         images, audio = images.pin_memory(), audio.pin_memory()
-    images = images.to(device, non_blocking=non_blocking)
-    images = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-    audio = audio.to(device, dtype=torch.float32, non_blocking=non_blocking)
-    if dtype == torch.float32:
-        context = autocast(device, precision)
-    else:
-        images, audio, context = images.to(dtype), audio.to(dtype), contextlib.nullcontext()
-    with torch.inference_mode(), context:
-        logits = model(images, audio)
-    return logits.float().cpu()
+    with device_lock(device):
+        images = images.to(device, non_blocking=non_blocking)
+        images = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+        audio = audio.to(device, dtype=torch.float32, non_blocking=non_blocking)
+        if dtype == torch.float32:
+            context = autocast(device, precision)
+        else:
+            images, audio, context = images.to(dtype), audio.to(dtype), contextlib.nullcontext()
+        with torch.inference_mode(), context:
+            logits = model(images, audio)
+        return logits.float().cpu()
 
 
 def predict_proba(

@@ -160,7 +160,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     world, rank, local_rank = _dist_info()
-    device = resolve_device(settings.device, local_rank)
+    device = resolve_device(settings.device, local_rank, apple_gpu=False)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
