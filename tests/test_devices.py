@@ -103,7 +103,7 @@ def test_doctor_names_the_cpu_precision_and_a_missing_device(
     doctor._devices("cuda")
     out = " ".join(capsys.readouterr().out.split())
     assert "--device cpu runs on cpu in float32 (no native bfloat16 on this CPU)" in out
-    assert "FAIL --device cuda: --device cuda: no CUDA GPU is available" in out
+    assert "FAIL device: --device cuda: no CUDA GPU is available" in out
 
 
 def test_work_on_a_macs_gpu_takes_turns_and_elsewhere_runs_freely() -> None:

@@ -123,7 +123,7 @@ def _plan(device: str) -> None:
     try:
         torch_device = resolve_device(device)
     except ValueError as exc:
-        _bad(f"--device {device}", str(exc))
+        _bad("device", str(exc))
         return
     precision = resolve_precision("auto", torch_device)
     if torch_device.type == "cuda":
@@ -131,7 +131,7 @@ def _plan(device: str) -> None:
     elif torch_device.type == "mps":
         why = "MPS lacks some bfloat16 kernels"
     elif precision == "bfloat16":
-        why = "this CPU computes bfloat16 natively (AVX512-BF16 or AMX)"
+        why = "the CPU computes bfloat16: AVX512-BF16 or AMX"
     else:
         why = "no native bfloat16 on this CPU"
     _ok("annotate", f"--device {device} runs on {torch_device} in {precision} ({why})")
