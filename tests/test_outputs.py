@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmadfer_cli.run import rows as row_making
-from mmadfer_cli.table import schema as table_schema
 from mmadfer_cli.table import files as table_files
+from mmadfer_cli.table import schema as table_schema
 from mmadfer_cli.table import sinks as outputs
 
 CLASSES = ("happiness", "sadness", "neutral")
