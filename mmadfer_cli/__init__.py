@@ -20,10 +20,10 @@ _API = {
     "summarize": "mmadfer_cli.reporting.summary",
     "summarize_videos": "mmadfer_cli.reporting.summary",
     "plot_timeline": "mmadfer_cli.reporting.timeline",
-    "write_report": "mmadfer_cli.reporting.report",
+    "write_report": "mmadfer_cli.reporting.html_report",
     "export_eaf": "mmadfer_cli.reporting.exports",
     "export_subtitles": "mmadfer_cli.reporting.exports",
-    "write_overlay": "mmadfer_cli.reporting.overlay",
+    "write_overlay": "mmadfer_cli.reporting.overlay_video",
 }
 __all__ = ["__version__", *_API]
 

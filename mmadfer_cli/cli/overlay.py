@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
-from mmadfer_cli.reporting.overlay import OverlayError, video_rows, write_overlay
+from mmadfer_cli.reporting.overlay_video import OverlayError, video_rows, write_overlay
 from mmadfer_cli.table.files import FileHeldError
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
-from mmadfer_cli.reporting.report import write_report
+from mmadfer_cli.reporting.html_report import write_report
 
 
 def report(
