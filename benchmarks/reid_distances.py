@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.embedding import FaceEmbedder
-from mmadfer_cli.run.chunk import media_source
+from mmadfer_cli.run.chunk import ChunkJob, media_source
 from mmadfer_cli.run.clips import ClipSettings
 from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, EMBEDDED_FRAMES, with_embeddings
 from tests.reid_helpers import (
@@ -50,14 +50,13 @@ def main() -> None:
     shots = [(p, box, 1.0, zoom, shift) for zoom, shift in framings for p, box in people]
     labels = [k for _ in framings for k in range(len(people))]
     settings = ClipSettings(window_s=1.0, detector="dlib")
-    source = with_embeddings(
-        media_source(settings, lambda: create_detector("dlib")), FaceEmbedder, EMBEDDED_FRAMES
-    )()
+    open_source, _ = media_source(settings, lambda: create_detector("dlib"))
+    source = with_embeddings(open_source, FaceEmbedder, EMBEDDED_FRAMES)()
     vectors, owners, shot_of = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "people.mp4", shots)
         started = time.perf_counter()
-        for segment in source(video):
+        for segment in source(video, ChunkJob(0, 1)):
             for clip in segment.faces:
                 assert clip.embeddings is not None
                 vectors += list(clip.embeddings.vectors)
