@@ -1,7 +1,7 @@
 """Face detection throughput: MTCNN on the CPU and on CUDA, beside dlib's HOG and decoding.
 
 Prints frames/s of MTCNN at 640 x 480 and 1920 x 1080 in batches of 1, 16
-and 64 on each device there is, decord's decoding rate of the same video, and
+and 64 on each device there is, the reader's decoding rate of the same video, and
 dlib's HOG detector (the former offline default, one frame per call as it
 works, upsampled below 720 px as it was) where the ``dlib`` module is
 installed, with the MTCNN / dlib ratio measured in this run.
@@ -81,7 +81,7 @@ def main() -> None:
         decoded = video.frames(list(range(count)))
         decode_fps = count / (time.perf_counter() - start)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"decode (decord, {VIDEO.name}, 640x480): {decode_fps:8.1f} frames/s")
+    print(f"decode (PyAV, {VIDEO.name}, 640x480): {decode_fps:8.1f} frames/s")
     for name, size in SIZES.items():
         for device_name in args.devices.split(","):
             device = torch.device(device_name)

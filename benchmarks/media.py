@@ -1,7 +1,7 @@
 """Throughput of the media stages on one video (default: the group sample video).
 
-Prints decode frames/s with decord, with PyAV and with ``ffmpeg -f null`` (the
-practical ceiling), detector frames/s for each available backend, and
+Prints decode frames/s with PyAV and with ``ffmpeg -f null`` (the practical
+ceiling), detector frames/s for each available backend, and
 segments/s for the whole stage chain without the model.
 
 Usage: ``python benchmarks/media.py [VIDEO] [--face-models DIR]``
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import av
-import decord
 
 from mmadfer_cli.faces import DetectorUnavailableError, create_detector
 from mmadfer_cli.media.video import open_video
@@ -47,17 +46,11 @@ def main() -> None:
         f"{args.video.name}: {info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames"
     )
 
-    def decord_all() -> None:
-        reader = decord.VideoReader(path, num_threads=1)
-        for i in range(len(reader)):
-            reader[i].asnumpy()
-
     def pyav_all() -> None:
         with av.open(path) as container:
             for frame in container.decode(video=0):
                 frame.to_ndarray(format="rgb24")
 
-    timed("decode, decord (rgb24, 1 thread)", info.frame_count, "frames", decord_all)
     timed("decode, PyAV (rgb24)", info.frame_count, "frames", pyav_all)
     if shutil.which("ffmpeg"):
         cmd = ["ffmpeg", "-v", "error", "-i", path, "-pix_fmt", "rgb24", "-f", "null", "-"]

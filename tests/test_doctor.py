@@ -33,7 +33,7 @@ def test_doctor_runs_the_pipeline_and_writes_nothing(
     out = result.stdout
     for section in ("Versions", "Devices", "Decoders", "Face detectors", "Imported models"):
         assert section in out
-    assert "torch " in out and "ok    decord" in out and "ok    dlib" in out
+    assert "torch " in out and "ok    PyAV" in out and "ok    dlib" in out
     assert re.search(r"ok    mtcnn \(default, --device cpu\): 1 face\(s\) .*weights sha256", out)
     assert "import one with `mmadfer models import FILE`" in out  # the empty model cache
     assert "pipeline: 2 segments, 1 person track(s), 2 face clips" in out

@@ -41,7 +41,6 @@ _MODULES = (
     "torch",
     "numpy",
     "pyarrow",
-    "decord",
     "av",
     "insightface",
     "onnxruntime",
@@ -140,13 +139,6 @@ def _plan(device: str) -> None:
 def _decoders(video: Path) -> bool:
     _out.print(f"[bold]Decoders[/] (on {escape(str(video))})")
 
-    def with_decord() -> str:
-        import decord
-
-        reader = decord.VideoReader(str(video), num_threads=1)
-        frame = reader[len(reader) // 2].asnumpy()
-        return f"{len(reader)} frames, {frame.shape[1]}x{frame.shape[0]}"
-
     def with_pyav() -> str:
         import av
 
@@ -156,9 +148,7 @@ def _decoders(video: Path) -> bool:
             sound = f", audio {audio[0].rate} Hz" if audio else ", no audio track"
             return f"{frame.width}x{frame.height}{sound}"
 
-    decord_ok = _check("decord", with_decord)
-    pyav_ok = _check("PyAV", with_pyav)
-    return decord_ok or pyav_ok
+    return _check("PyAV", with_pyav)
 
 
 def _detectors(video: Path, face_models: Path | None, device: str) -> bool:

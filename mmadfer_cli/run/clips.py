@@ -329,8 +329,7 @@ class HeldVideo:
     A video's chunks are queued in order, so a worker's next chunk of it lies further on:
     its reader goes on from where the last chunk stopped instead of opening the file again
     and decoding the sound from the top (what a chunk deep in a long video costs, see
-    ``media``). Opened afresh after an error, or once damage made it change decoders: a
-    chunk's rows must not depend on which worker ran the chunks before it.
+    ``media``). Opened afresh after an error.
     """
 
     def __init__(self) -> None:
@@ -347,7 +346,7 @@ class HeldVideo:
     ) -> Iterator[SegmentClips]:
         """``iter_video_clips`` of one chunk, on the held video when it is ``path``."""
         held = self._video
-        if held is None or held.path != Path(path) or not held.reads_as_opened:
+        if held is None or held.path != Path(path):
             self.close()
             self._video = open_video(path)
         try:
