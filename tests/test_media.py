@@ -292,7 +292,8 @@ def test_a_video_trimmed_by_an_edit_list_starts_at_the_trim(tmp_path: Path) -> N
 def test_an_avi_with_an_empty_chunk_is_complete(tmp_path: Path) -> None:
     # Lossless x264 beside an MP3 track: FFmpeg's AVI muxer writes an empty chunk, which the
     # header counts (106 frames) and the demuxer skips (105): the last segment got an error row
-    # saying the file was cut short, and the run exit code 1.
+    # saying the file was cut short, and the run exit code 1. The chunk is frame 0 shown again,
+    # so frame 1 comes at 0.08 s, as ffmpeg shows it.
     path = tmp_path / "lossless.avi"
     ffmpeg(
         "-i",
@@ -308,12 +309,17 @@ def test_an_avi_with_an_empty_chunk_is_complete(tmp_path: Path) -> None:
         str(path),
     )
     with open_video(path) as video:
-        assert video.info.frame_count == 105 and video.info.duration_s == pytest.approx(4.2)
-        assert video.frames([0, 104]).shape == (2, 480, 640, 3)
+        assert video.info.frame_count == 105 and video.info.duration_s == pytest.approx(4.24)
+        assert video.frame_times[:3].tolist() == [0.0, 0.08, 0.12]
+        frames = video.frames([1, 104])
+    for got, index in zip(frames, [1, 104], strict=True):
+        assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2.0
 
 
 def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
-    # Its header counts 201 frames, one an empty chunk: not a frame missing at the end.
+    # Its header counts 201 frames, one an empty chunk (frame 0 shown again): 200 frames, the
+    # last ending at 8.04 s, as ffmpeg (and decord, which read such files before) time them.
     with open_video(_to_avi(tmp_path, "mpeg4")) as video:
-        assert video.info.frame_count == 200
+        assert video.info.frame_count == 200 and video.info.duration_s == pytest.approx(8.04)
+        assert video.frame_times[:3].tolist() == [0.0, 0.08, 0.12]
         assert video.frames(list(range(200))).shape == (200, 480, 640, 3)

@@ -99,12 +99,13 @@ class Video:
         self._audio: AudioTrack | None = None
         index = self._frames
         self.frame_times = np.round(index.times - index.times[0], 6)  # 7.999999999999999 -> 8.0
-        duration_s = max(round(index.readable_s, 6), float(self.frame_times[-1]))
+        self._readable_s = round(index.readable_s, 6)  # where what the file holds ends
+        duration_s = max(self._readable_s, float(self.frame_times[-1]))
         # A file cut short holds fewer frames than its header promises: the missing ones
         # get times at the frame rate, so their segments are planned and reported.
         missing = index.declared - len(index.times)
         if missing > 0:
-            extra = index.readable_s + np.arange(missing) / index.fps
+            extra = self._readable_s + np.arange(missing) / index.fps
             self.frame_times = np.concatenate([self.frame_times, np.round(extra, 6)])
             duration_s = float(self.frame_times[-1]) + 1 / index.fps
         self.info = VideoInfo(
@@ -135,9 +136,8 @@ class Video:
             frames = {int(unique[k]): batch[k] for k in sorted(decoded)}
             missing = [int(i) for k, i in enumerate(unique) if k not in decoded]
             first, last = (float(t) for t in self.frame_times[[missing[0], missing[-1]]])
-            readable_s = self._frames.readable_s
-            if first >= readable_s:
-                why = f"the file is cut short: it ends at {readable_s:.2f} s"
+            if first >= self._readable_s:
+                why = f"the file is cut short: it ends at {self._readable_s:.2f} s"
             else:
                 why = "the file is damaged there"
             raise DamagedFramesError(
@@ -201,7 +201,7 @@ class _Frames:
             self.sample_rate = int(audio.rate) if audio is not None else None
             self.channels = int(audio.channels) if audio is not None else None
             try:
-                packets, chunks = self._scan(container)
+                packets = self._scan(container)
             except av.FFmpegError as error:
                 raise MediaError(
                     f"{path}: video stream cannot be read ({error.strerror})"
@@ -211,23 +211,23 @@ class _Frames:
         if self._rotation % 180:
             self.width, self.height = self.height, self.width
         tb = float(self._time_base)
-        if not self._stamped:
-            # AVI: the header counts empty chunks (the previous frame again; FFmpeg writes
-            # one where a stream's first frame is delayed, and its MPEG-4 encoder one at the
-            # end), which the demuxer skips but numbers in its packets' dts.
-            self.declared -= max(chunks - len(packets), 0)
-        if not self._stamped or any(p is None for p, _, _ in packets):  # frames are counted
-            self._pts: np.ndarray | None = None
-            self._keys = np.zeros(0, np.int64)
+        stamps = [stamp for stamp, _, _ in packets]
+        if None in stamps:  # no times: the frames are counted at the frame rate
             self.times = np.arange(len(packets)) / self.fps
             last = packets[-1][1]
         else:
-            stamps = np.array([p for p, _, _ in packets], np.int64)
-            order = np.argsort(stamps, kind="stable")
-            self._pts = stamps[order]
-            self._keys = np.sort(stamps[[key for _, _, key in packets]])
-            self.times = self._pts * tb
+            known = np.array(stamps, np.int64)
+            order = np.argsort(known, kind="stable")
+            self.times = known[order] * tb
             last = packets[order[-1]][1]
+            if not self._stamped:  # the header counts an AVI's empty chunks too
+                self.declared -= max(int(known.max()) + 1 - len(packets), 0)
+        if self._stamped and None not in stamps:  # frames are matched by their pts
+            self._pts: np.ndarray | None = known[order]
+            self._keys = np.sort(known[[key for _, _, key in packets]])
+        else:  # by their count in display order
+            self._pts = None
+            self._keys = np.zeros(0, np.int64)
         # Where what the file holds ends, on the timeline (from the first frame).
         self.readable_s = float(self.times[-1] - self.times[0] + (last * tb or 1.0 / self.fps))
         # One converter for all frames: a frame's own (``to_ndarray``) is set up anew each time.
@@ -236,12 +236,9 @@ class _Frames:
         self._frames: Iterator[av.VideoFrame] | None = None
         self._last: int | None = None  # pts (or count) of the last frame decoded
 
-    def _scan(
-        self, container: av.container.InputContainer
-    ) -> tuple[list[tuple[int | None, int, bool]], int]:
-        """Read the stream's facts and its packets' (pts, duration, keyframe), decoding only
-        until the first frame (its rotation); also an AVI's chunk count, empty ones included
-        (the last packet's dts + 1)."""
+    def _scan(self, container: av.container.InputContainer) -> list[tuple[int | None, int, bool]]:
+        """Read the stream's facts and its packets' (time stamp, duration, keyframe), decoding
+        only until the first frame (its rotation)."""
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else 25.0
@@ -249,12 +246,14 @@ class _Frames:
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
         self._time_base = stream.time_base
         # AVI stores no presentation times: its packets' are guessed from decoding order,
-        # wrong with B-frames (decoded frames came out stamped 1, 4, 3, 5, 2).
+        # wrong with B-frames (decoded frames came out stamped 1, 4, 3, 5, 2). Their dts number
+        # the file's chunks, one frame's place on the timeline each, empty ones too (the
+        # previous frame again, which the demuxer skips; FFmpeg writes one where it repeats a
+        # frame to keep a constant rate): the frames, in display order, take those places.
         self._stamped = container.format.name != "avi"
         self.declared = int(stream.frames or 0)  # as the header says (0: not said)
         rotation: int | None = None
         packets: list[tuple[int | None, int, bool]] = []
-        chunks = 0
         with contextlib.suppress(av.FFmpegError):  # damaged or cut short: what was read
             for packet in container.demux(stream):
                 if rotation is None:
@@ -268,10 +267,10 @@ class _Frames:
                 if packet.size and packet.is_discard:  # hidden by an edit list (a trim)
                     self.declared -= 1
                 elif packet.size:
-                    packets.append((packet.pts, packet.duration or 0, packet.is_keyframe))
-                    chunks = max(chunks, (packet.dts or 0) + 1)
+                    stamp = packet.pts if self._stamped else packet.dts
+                    packets.append((stamp, packet.duration or 0, packet.is_keyframe))
         self._rotation = rotation or 0
-        return packets, chunks
+        return packets
 
     def _start(self, pts: int | None) -> None:
         """Decode from the keyframe at or before ``pts`` (from the top when None).
@@ -322,20 +321,21 @@ class _Frames:
         the positions decoded."""
         tol = 0.5 / self.fps
         times = times + self.times[0]
+        nearest = np.clip(np.searchsorted(self.times, times - tol), 0, len(self.times) - 1)
+        found = {
+            int(j): k
+            for k, (t, j) in enumerate(zip(times, nearest, strict=True))
+            if abs(self.times[j] - t) <= tol
+        }  # index in display order -> position in ``out``
+        if not found:
+            return set()
         if self._pts is None:  # frames counted from the top
-            wanted = {round(t * self.fps): k for k, t in enumerate(times)}
+            wanted = found
             if self._frames is None or self._last is None or min(wanted) <= self._last:
                 self._start(None)
                 self._last = -1
         else:
-            nearest = np.clip(np.searchsorted(self.times, times - tol), 0, len(self.times) - 1)
-            wanted = {
-                int(self._pts[j]): k
-                for k, (t, j) in enumerate(zip(times, nearest, strict=True))
-                if j < len(self._pts) and abs(self.times[j] - t) <= tol
-            }
-            if not wanted:
-                return set()
+            wanted = {int(self._pts[j]): k for j, k in found.items()}
             first = min(wanted)
             before = self._keys[self._keys <= first]
             key = int(before[-1]) if len(before) else None
