@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadfer_cli import media
+from mmadfer_cli.media import video as media
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

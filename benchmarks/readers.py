@@ -5,7 +5,7 @@ Linux aarch64, fast enough on what ``annotate`` reads to be worth keeping? For
 each video the script times two patterns with each reader, opening included:
 
 - ``in order``: a whole video front to back, each 3-s segment's 16 sampled frames
-  in one ``frames`` call (``clips.iter_video_clips`` with the default settings);
+  in one ``frames`` call (``run.clips.iter_video_clips`` with the default settings);
 - ``resumed``: a fresh reader for the chunk in the middle of the video
   (``--chunk 60``), its warm-up frames in batches of 16, then its segments.
 
@@ -35,9 +35,9 @@ from typing import NamedTuple, Protocol
 import decord
 import numpy as np
 
-from mmadfer_cli.clips import DECODE_BATCH, ClipSettings, plan_chunks, warmup_s
-from mmadfer_cli.media import open_video
-from mmadfer_cli.segments import plan_segments
+from mmadfer_cli.media.segments import plan_segments
+from mmadfer_cli.media.video import open_video
+from mmadfer_cli.run.clips import DECODE_BATCH, ClipSettings, plan_chunks, warmup_s
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "sample_videos" / "single_speaker.mp4"
@@ -88,7 +88,7 @@ class DecordReader:
 
 
 class PyAVReader:
-    """The tool's reader (``media.open_video``), which decodes with PyAV."""
+    """The tool's reader (``media.video.open_video``), which decodes with PyAV."""
 
     def __init__(self, path: Path) -> None:
         self._video = open_video(path)

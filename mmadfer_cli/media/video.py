@@ -5,7 +5,7 @@ decodes what FFmpeg decodes, AV1 included. The video's packets are indexed once
 at opening; frames are then found by their timestamps while decoding forward
 from a keyframe, so a damaged stretch costs only its own frames and a file cut
 short still gives every frame before the cut. Frames honour rotation metadata
-the way ``ffmpeg`` does; the sound is read by ``media_audio``. Every failure
+the way ``ffmpeg`` does; the sound is read by ``media.audio``. Every failure
 becomes a ``MediaError`` whose message a user understands.
 """
 
@@ -23,7 +23,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from mmadfer_cli.media_audio import AudioTrack
+from mmadfer_cli.media.audio import AudioTrack
 
 _ID_CHUNK = 1 << 20
 
