@@ -1,7 +1,8 @@
 """Annotating needs no module that some platforms lack: the same rows without them (issue 22).
 
-decord has no wheels for macOS or Linux aarch64; a run in an interpreter where importing it
-fails must give the rows of a normal run, on files that once needed it or its fallback.
+decord has no wheels for macOS or Linux aarch64, and Windows has no ``fcntl``; a run in an
+interpreter where importing either fails must give the rows of a normal run, on files that once
+needed decord or its fallback.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def assorted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_rows_do_not_depend_on_decord(home: Path, tmp_path: Path, assorted: Path) -> None:
+def test_rows_do_not_depend_on_decord_or_fcntl(home: Path, tmp_path: Path, assorted: Path) -> None:
     runs = {}
-    for blocked in ([], ["decord"]):
+    for blocked in ([], ["decord", "fcntl"]):  # fcntl: as on Windows
         out = tmp_path / f"without-{'-'.join(blocked) or 'nothing'}.parquet"
         done = annotate_without(blocked, home, str(assorted), "--out", str(out), "--workers", "1")
         assert done.returncode == 1, done.stderr  # the cut file's missing end: error rows
@@ -68,4 +69,4 @@ def test_rows_do_not_depend_on_decord(home: Path, tmp_path: Path, assorted: Path
     }
     statuses = set(normal["status"].to_pylist())
     assert {"ok", "error"} <= statuses
-    assert_same_rows(normal, runs[("decord",)])
+    assert_same_rows(normal, runs[("decord", "fcntl")])
