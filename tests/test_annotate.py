@@ -207,6 +207,39 @@ def test_mixed_folder_gives_error_rows_and_exit_1(home: Path, tmp_path: Path) ->
     assert "1 video(s) have damaged stretches" in err and "e_cut_short.mp4: 2 segment(s)" in err
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes and devices are POSIX")
+def test_pipes_devices_and_broken_links_are_named_and_nothing_hangs(
+    home: Path, tmp_path: Path
+) -> None:
+    # A named pipe given on the command line used to block the run for ever in open().
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_good.mp4").symlink_to(VIDEOS[0])
+    os.mkfifo(folder / "b_pipe.mp4")
+    (folder / "c_broken.mp4").symlink_to(tmp_path / "gone.mp4")
+    (folder / "notes.txt").write_text("not a video, not worth a word")
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", str(pipe), "/dev/null", str(folder),
+           "--out", str(out), *FAST]  # fmt: skip
+    env = {**os.environ, "MMADFER_HOME": str(home), "COLUMNS": "200"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = {json.loads(line)["video"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert rows[str(pipe)]["error"] == f"{pipe}: a named pipe, not a video file"
+    assert rows["/dev/null"]["error"] == "/dev/null: a character device, not a video file"
+    assert rows[str(folder / "a_good.mp4")]["status"] == "ok"
+    assert "skipped 2: a named pipe, a broken link (--verbose lists them)" in done.stderr
+    assert "b_pipe.mp4" not in done.stderr and "notes.txt" not in done.stderr
+    code, _, err = _annotate(home, str(folder), "--out", str(tmp_path / "v.jsonl"), *FAST,
+                             "--verbose")  # fmt: skip
+    assert code == 0, err
+    assert f"{folder / 'b_pipe.mp4'}: a named pipe" in err
+    assert f"{folder / 'c_broken.mp4'}: a broken link" in err and "notes.txt" not in err
+
+
 def test_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "r.parquet")
     code, _, err = _annotate(home, str(tmp_path / "missing.mp4"), "--out", out)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import codecs
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from mmadfer_cli.media.discover import PathNotFoundError, discover_videos, is_video_name, path_text
+from mmadfer_cli.media.discover import (
+    PathNotFoundError,
+    discover_videos,
+    is_video_name,
+    not_regular,
+    path_text,
+)
+
+POSIX_ONLY = pytest.mark.skipif(
+    sys.platform == "win32", reason="named pipes and sockets in folders"
+)
 
 
 def touch(path: Path) -> Path:
@@ -20,7 +32,7 @@ def touch(path: Path) -> Path:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     for rel in [
-        "b.mp4", "a.MOV", "notes.txt", "clip.mxf", ".hidden.mp4",
+        "b.mp4", "a.MOV", "notes.txt", "clip.r3d", ".hidden.mp4",
         ".cache/c.mp4", "sub/d.webm", "sub/deeper/e.3gp", "sub/f.TS", "sub/readme.md",
     ]:  # fmt: skip
         touch(tmp_path / rel)
@@ -41,8 +53,8 @@ def test_no_recursive_stays_in_the_folder(tree: Path) -> None:
 
 
 def test_glob_adds_other_names(tree: Path) -> None:
-    found = rel(discover_videos([tree], globs=["*.MXF"]), tree)
-    assert "clip.mxf" in found and "notes.txt" not in found
+    found = rel(discover_videos([tree], globs=["*.R3D"]), tree)
+    assert "clip.r3d" in found and "notes.txt" not in found
 
 
 def test_explicit_files_are_kept_in_argument_order_without_duplicates(tree: Path) -> None:
@@ -92,3 +104,40 @@ def test_non_utf8_names_are_discovered(tmp_path: Path) -> None:
     touch(Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfename.mp4")))
     (found,) = discover_videos([tmp_path])
     assert os.fsencode(found).endswith(b"bad\xff\xfename.mp4")
+
+
+def test_camcorder_phone_and_disc_extensions_are_videos(tmp_path: Path) -> None:
+    names = ["a.MTS", "b.m2ts", "c.MOD", "d.TOD", "e.3g2", "f.mxf", "g.VOB", "h.ogv", "i.mp4"]
+    for name in names:
+        touch(tmp_path / name)
+    assert rel(discover_videos([tmp_path]), tmp_path) == names
+
+
+@POSIX_ONLY
+def test_a_folder_scan_reports_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    touch(tmp_path / "a.mp4")
+    touch(tmp_path / "notes.txt")  # an ordinary file that is not a video: left out silently
+    os.mkfifo(tmp_path / "b.mp4")
+    (tmp_path / "c.mp4").symlink_to(tmp_path / "gone.mp4")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "d.sock"))
+    skipped: list[tuple[Path, str]] = []
+    try:
+        assert rel(discover_videos([tmp_path], skipped=skipped), tmp_path) == ["a.mp4"]
+    finally:
+        server.close()
+    assert [(p.name, kind) for p, kind in skipped] == [
+        ("b.mp4", "named pipe"),
+        ("c.mp4", "broken link"),
+        ("d.sock", "socket"),
+    ]
+
+
+@POSIX_ONLY
+def test_not_regular_names_what_a_path_is_without_opening_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it would wait for a writer
+    assert not_regular(tmp_path / "pipe.mp4") == "named pipe"
+    assert not_regular(tmp_path) == "folder"
+    assert not_regular("/dev/null") == "character device"
+    touch(tmp_path / "v.mp4")
+    assert not_regular(tmp_path / "v.mp4") is None

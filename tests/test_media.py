@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mmadfer_cli.media.discover import discover_videos
 from mmadfer_cli.media.video import (
     DamagedAudioError,
     DamagedFramesError,
@@ -323,3 +326,55 @@ def test_an_mpeg4_avi_is_complete(tmp_path: Path) -> None:
         assert video.info.frame_count == 200 and video.info.duration_s == pytest.approx(8.04)
         assert video.frame_times[:3].tolist() == [0.0, 0.08, 0.12]
         assert video.frames(list(range(200))).shape == (200, 480, 640, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("camcorder.MTS", ["-c:v", "libx264", "-c:a", "ac3", "-f", "mpegts"]),
+        (
+            "bluray.m2ts",
+            ["-c:v", "libx264", "-c:a", "ac3", "-f", "mpegts", "-mpegts_m2ts_mode", "1"],
+        ),
+        (
+            "phone.3gp",
+            ["-c:v", "libx264", "-s", "176x144", "-c:a", "aac", "-ar", "8000", "-ac", "1"],
+        ),
+        ("dvd.VOB", ["-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob"]),
+        ("jvc.MOD", ["-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob"]),
+        ("broadcast.mxf", ["-c:v", "mpeg2video", "-c:a", "pcm_s16le", "-ar", "48000"]),
+    ],
+)
+def test_camcorder_phone_and_disc_files_are_found_and_open(
+    tmp_path: Path, name: str, args: list[str]
+) -> None:
+    path = tmp_path / name
+    ffmpeg("-i", str(SINGLE), "-t", "2", *args, str(path))
+    assert discover_videos([tmp_path]) == [path]
+    with open_video(path) as video:
+        assert video.info.frame_count == 50 and video.info.has_audio
+        (frame,) = video.frames([10])
+        assert np.abs(frame.reshape(-1).astype(int) - ffmpeg_frame(path, 10)).mean() < 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_video_id_and_open_refuse_a_named_pipe_without_blocking(tmp_path: Path) -> None:
+    pipe = tmp_path / "v.mp4"
+    os.mkfifo(pipe)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        for call in (video_id, open_video):
+            try:
+                call(pipe)
+            except BaseException as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # blocked in open(): a writer lets it go, then the test fails
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+    assert [str(e) for e in errors] == [f"{pipe}: a named pipe, not a video file"] * 2
+    assert all(isinstance(e, MediaError) for e in errors)

@@ -21,7 +21,7 @@ from mmadfer_cli.media.video import seconds_span
 from mmadfer_cli.model.inference import PRECISION_CHOICES
 from mmadfer_cli.run.options import DEFAULTS as D
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
-from mmadfer_cli.run.progress import ProgressEvents
+from mmadfer_cli.run.progress import ProgressEvents, skipped_summary
 from mmadfer_cli.run.reid import SCOPES
 from mmadfer_cli.run.runner import EXIT_USAGE, RunReport, run
 from mmadfer_cli.run.videos import VideoResult
@@ -31,11 +31,21 @@ _err = Console(stderr=True)
 
 
 class _CommandEvents(ProgressEvents):
-    """The progress bar, and with ``--debug`` the traceback of each video's internal error."""
+    """The progress bar, and with ``--debug`` the traceback of each video's internal error;
+    with ``--verbose`` every entry a folder scan skipped."""
 
-    def __init__(self, quiet: bool, debug: bool) -> None:
+    def __init__(self, quiet: bool, debug: bool, verbose: bool) -> None:
         super().__init__(quiet, _err)
         self.debug = debug
+        self.verbose = verbose
+
+    def skipped(self, entries: list[tuple[str, str]]) -> None:
+        if not self.verbose:
+            self.warning(f"{skipped_summary(entries)} (--verbose lists them)", label="note")
+            return
+        self.warning(f"{skipped_summary(entries)}:", label="note")
+        for path, kind in entries:
+            _err.print(f"  {escape(path)}: a {kind}", soft_wrap=True)
 
     def video_done(self, result: VideoResult) -> None:
         if result.exception is not None and self.debug:
@@ -274,6 +284,14 @@ def annotate(
         "to this JSON file.",
         show_default=False,
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="List each folder entry skipped because it is not a regular file (named pipes, "
+        "sockets, devices, broken links) or cannot be read; without it, one line counts them. "
+        "\\[default: off]",
+    ),
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -297,7 +315,7 @@ def annotate(
         stats=stats,
     )  # fmt: skip
     try:
-        report = run(options, _CommandEvents(quiet, debug))
+        report = run(options, _CommandEvents(quiet, debug, verbose))
     except UsageError as exc:
         _err.print(f"[red]error:[/] {escape(path_text(str(exc)))}")
         raise typer.Exit(EXIT_USAGE) from exc

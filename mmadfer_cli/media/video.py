@@ -24,6 +24,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from mmadfer_cli.media.audio import AudioTrack
+from mmadfer_cli.media.discover import not_regular
 
 _ID_CHUNK = 1 << 20
 
@@ -69,7 +70,9 @@ class VideoInfo:
 
 
 def video_id(path: str | os.PathLike[str]) -> str:
-    """A stable content id: sha256 of the size and the first and last MiB (fast on any size)."""
+    """A stable content id: sha256 of the size and the first and last MiB (fast on any size).
+    Raises ``MediaError`` for what is not a regular file, before opening it (a pipe would block)."""
+    _require_regular(Path(path))
     size = os.path.getsize(path)
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as stream:
@@ -78,6 +81,12 @@ def video_id(path: str | os.PathLike[str]) -> str:
             stream.seek(max(size - _ID_CHUNK, _ID_CHUNK))
             digest.update(stream.read(_ID_CHUNK))
     return digest.hexdigest()[:16]
+
+
+def _require_regular(path: Path) -> None:
+    kind = not_regular(path)
+    if kind is not None:
+        raise MediaError(f"{path}: a {kind}, not a video file")
 
 
 def _rotate(frame: np.ndarray, degrees: int) -> np.ndarray:
@@ -376,8 +385,7 @@ def open_video(path: str | os.PathLike[str]) -> Video:
     path = Path(path)
     if not path.exists():
         raise MediaError(f"{path}: file not found")
-    if path.is_dir():
-        raise MediaError(f"{path}: is a folder, not a video file")
+    _require_regular(path)
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file (0 bytes), not a video")
     return Video(path)

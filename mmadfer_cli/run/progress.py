@@ -7,6 +7,7 @@ segments/s, ETA, the current file); ``quiet`` keeps only the warnings.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from rich.console import Console
 from rich.markup import escape
@@ -27,6 +28,9 @@ class RunEvents(PipelineEvents):
     def warning(self, text: str, label: str = "warning") -> None:
         """Something that may be wrong (a detector's warning; ``note``: a stale lock taken over),
         shown even when quiet."""
+
+    def skipped(self, entries: list[tuple[str, str]]) -> None:
+        """Folder entries left out that are not regular files: (path, what it is)."""
 
     def video_done(self, result: VideoResult) -> None:
         """A video's rows are written."""
@@ -66,6 +70,9 @@ class ProgressEvents(RunEvents):
     def warning(self, text: str, label: str = "warning") -> None:
         self.console.print(f"[yellow]{label}:[/] {escape(text)}")
 
+    def skipped(self, entries: list[tuple[str, str]]) -> None:
+        self.warning(skipped_summary(entries), label="note")
+
     def video_started(self, task: VideoTask) -> None:
         self.progress.update(self.task, current=escape(_short(task.video)))
 
@@ -79,6 +86,13 @@ class ProgressEvents(RunEvents):
 
     def finished(self) -> None:
         self.progress.stop()
+
+
+def skipped_summary(entries: list[tuple[str, str]]) -> str:
+    """``skipped 3: 2 named pipes, a broken link``: what a folder scan left out, by kind."""
+    counts = Counter(kind for _, kind in entries)
+    kinds = ", ".join(f"a {kind}" if n == 1 else f"{n} {kind}s" for kind, n in counts.items())
+    return f"skipped {len(entries)}: {kinds}"
 
 
 def _short(video: str, width: int = 30) -> str:

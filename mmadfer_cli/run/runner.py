@@ -28,7 +28,7 @@ import torch
 from mmadfer_cli.faces.detection import DetectorUnavailableError, FaceDetector
 from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
 from mmadfer_cli.media.discover import PathNotFoundError, discover_videos, path_text
-from mmadfer_cli.media.video import video_id
+from mmadfer_cli.media.video import MediaError, video_id
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.compiled import CompileError
 from mmadfer_cli.model.devices import resolve_device
@@ -99,7 +99,7 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
     events = events or RunEvents()
     options.validate()
     with contextlib.ExitStack() as cleanup:
-        videos, device, precision, bf16_as, workers = _setup(options, cleanup)
+        videos, device, precision, bf16_as, workers = _setup(options, cleanup, events)
         lock = _lock(options)
         if lock is not None:
             cleanup.callback(lock.release)  # however the run ends
@@ -149,13 +149,17 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
 
 
 def _setup(
-    options: AnnotateOptions, cleanup: contextlib.ExitStack
+    options: AnnotateOptions, cleanup: contextlib.ExitStack, events: RunEvents
 ) -> tuple[list[Path], torch.device, str, object, int]:
-    """The videos, the device, the precision (and how bfloat16 runs) and the worker count."""
+    """The videos (``events`` told what the folder scans skipped), the device, the precision
+    (and how bfloat16 runs) and the worker count."""
     bf16_as = None  # how bfloat16 runs: the device's faster way, or the GPU actors' (weights)
+    skipped: list[tuple[Path, str]] = []
     try:
         videos = discover_videos(list(options.inputs), recursive=options.recursive,
-                                 globs=options.globs)  # fmt: skip
+                                 globs=options.globs, skipped=skipped)  # fmt: skip
+        if skipped:
+            events.skipped([(path_text(path), kind) for path, kind in skipped])
         if options.engine == "ray":  # the driver loads the model on its CPU for the actors
             from mmadfer_cli.run.engines.ray.connect import (
                 cluster_info,
@@ -232,7 +236,7 @@ def _warning_detector(events: RunEvents):
 def _current_id(path: Path) -> str | None:
     try:
         return video_id(path)
-    except OSError:
+    except (OSError, MediaError):  # not a file that can be read: it gets an error row
         return None
 
 
