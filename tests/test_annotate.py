@@ -170,6 +170,35 @@ def test_ctrl_c_stops_cleanly_keeping_finished_videos(home: Path, tmp_path: Path
     assert not out.exists() and len(list(parts.glob("*.parquet"))) == 1
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows delivers no SIGTERM to a process")
+def test_sigterm_keeps_finished_videos_releases_the_lock_and_resumes(
+    home: Path, baseline: Path, tmp_path: Path
+) -> None:
+    # As SLURM or Kubernetes stop a job: SIGTERM once the first video is written.
+    out = tmp_path / "results.parquet"
+    parts = tmp_path / "results.parquet.parts"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *VIDEOS, "--out", str(out), *SERIAL]
+    env = {**os.environ, "MMADFER_HOME": str(home), "COLUMNS": "200"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    (line,) = [text for text in err.splitlines() if "Terminated" in text]
+    assert line == (
+        "Terminated: SIGTERM: 1 finished video(s) are kept; rerun the same command to resume."
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "results.parquet.lock").exists()
+    assert not out.exists() and len(list(parts.glob("*.parquet"))) == 1
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *SERIAL)
+    assert code == 0, err
+    assert "Resuming: 1 of 2" in err and "took over the lock" not in err
+    assert_same_rows(pq.read_table(out), pq.read_table(baseline))
+
+
 def test_changed_settings_on_resume_are_refused(home: Path, tmp_path: Path) -> None:
     parts = tmp_path / "r.parquet.parts"
     parts.mkdir()

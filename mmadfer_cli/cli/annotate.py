@@ -23,7 +23,8 @@ from mmadfer_cli.run.options import DEFAULTS as D
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
 from mmadfer_cli.run.progress import ProgressEvents, skipped_summary
 from mmadfer_cli.run.reid import SCOPES
-from mmadfer_cli.run.runner import EXIT_USAGE, RunReport, run
+from mmadfer_cli.run.runner import EXIT_TERMINATED, EXIT_USAGE, RunReport, run
+from mmadfer_cli.run.signals import Terminated, terminating_on_signals
 from mmadfer_cli.run.videos import VideoResult
 from mmadfer_cli.table.sinks import FORMATS
 
@@ -301,7 +302,7 @@ def annotate(
 ) -> None:
     """Annotate every person in every segment of the videos with an emotion and class probabilities.
 
-    Exit codes: 0 all videos done, 1 some videos failed or have damaged stretches (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out, an --out that cannot be written, --compile where compiling cannot work), 3 stopped early (results could not be written: disk full, no permission; or an internal error), 130 interrupted. After 3 or 130 finished videos are kept: rerun the same command to resume.
+    Exit codes: 0 all videos done, 1 some videos failed or have damaged stretches (error rows, listed at the end), 2 usage errors (bad option, missing input, no model, another run writing the same --out, an --out that cannot be written, --compile where compiling cannot work), 3 stopped early (results could not be written: disk full, no permission; or an internal error), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, or SIGHUP where it exists, as a scheduler stops a job). After 3, 130 or 143 finished videos are kept and the lock released: rerun the same command to resume.
     """
     options = AnnotateOptions(
         inputs=tuple(inputs), out=out, fmt=fmt, model=model, checkpoint=checkpoint,
@@ -315,10 +316,14 @@ def annotate(
         stats=stats,
     )  # fmt: skip
     try:
-        report = run(options, _CommandEvents(quiet, debug, verbose))
+        with terminating_on_signals():
+            report = run(options, _CommandEvents(quiet, debug, verbose))
     except UsageError as exc:
         _err.print(f"[red]error:[/] {escape(path_text(str(exc)))}")
         raise typer.Exit(EXIT_USAGE) from exc
+    except Terminated as exc:  # before the videos ran (loading the model) or after
+        _err.print(f"[yellow]Terminated:[/] {exc.signal_name}; rerun the same command to resume.")
+        raise typer.Exit(EXIT_TERMINATED) from None
     _report(report, quiet, debug)
     raise typer.Exit(report.exit_code)
 
@@ -326,8 +331,8 @@ def annotate(
 def _report(report: RunReport, quiet: bool, debug: bool) -> None:
     """The end of a run on stderr: how it stopped, the summary, then what failed or is damaged."""
     stop = report.stop
-    if stop is not None and stop.kind == "interrupted":
-        _err.print(f"[yellow]Interrupted:[/] {escape(stop.message)}")
+    if stop is not None and stop.kind in ("interrupted", "terminated"):
+        _err.print(f"[yellow]{stop.kind.capitalize()}:[/] {escape(stop.message)}")
     elif stop is not None and stop.kind in ("write", "internal"):
         if debug and stop.exception is not None:
             _print_traceback(stop.exception)

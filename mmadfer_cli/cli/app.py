@@ -2,7 +2,8 @@
 
 Data goes to stdout, progress and logs to stderr. Exit codes: 0 success,
 1 some inputs failed (in whole or in a damaged stretch), 2 usage errors, 3 the run
-stopped early (results could not be written, or an internal error), 130 interrupted.
+stopped early (results could not be written, or an internal error), 130 interrupted,
+143 terminated (SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations

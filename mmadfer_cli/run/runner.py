@@ -43,21 +43,23 @@ from mmadfer_cli.run.prepare import Prepared, prepare
 from mmadfer_cli.run.progress import RunEvents
 from mmadfer_cli.run.run_stats import write_stats
 from mmadfer_cli.run.shared_detector import DetectorStats
+from mmadfer_cli.run.signals import Terminated
 from mmadfer_cli.run.videos import PipelineStats, VideoResult, VideoTask
 from mmadfer_cli.table.lock import OutputBusyError, OutputLock
 from mmadfer_cli.table.schema import RunInfo, rows_table
 from mmadfer_cli.table.sinks import MemorySink, OutputError, Sink, open_sink, output_lock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM killed
 
 Damage = list[tuple[float, float, str]]
 
 
 @dataclass
 class Stop:
-    """Why a run ended before its last video: ``interrupted`` (Ctrl-C), ``broken pipe`` (the
-    reader of stdout went away), ``write`` (the results could not be written) or ``internal``
-    (a bug, or the model failing)."""
+    """Why a run ended before its last video: ``interrupted`` (Ctrl-C), ``terminated`` (SIGTERM
+    or SIGHUP), ``broken pipe`` (the reader of stdout went away), ``write`` (the results could
+    not be written) or ``internal`` (a bug, or the model failing)."""
 
     kind: str
     message: str  # one line, what was kept and what to do
@@ -84,9 +86,12 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some videos failed or are damaged, 3 stopped by an error, 130 Ctrl-C."""
+        """0 all done, 1 some videos failed or are damaged, 3 stopped by an error, 130 Ctrl-C,
+        143 SIGTERM or SIGHUP."""
         if self.stop is not None and self.stop.kind == "interrupted":
             return EXIT_INTERRUPTED
+        if self.stop is not None and self.stop.kind == "terminated":
+            return EXIT_TERMINATED
         if self.stop is not None and self.stop.kind == "broken pipe":  # as when nothing is read
             return EXIT_FAILED
         if self.stop is not None:
@@ -312,10 +317,15 @@ def _consume(
                 report.damage.append((result.task.video, result.damaged))
             events.video_done(result)
         report.where = sink.close(all_videos)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         results.close()
-        report.stop = Stop("interrupted", f"{len(report.results)} finished video(s) are kept; "
-                           "rerun the same command to resume.")  # fmt: skip
+        kept = (
+            f"{len(report.results)} finished video(s) are kept; rerun the same command to resume."
+        )
+        if isinstance(exc, Terminated):
+            report.stop = Stop("terminated", f"{exc.signal_name}: {kept}")
+        else:
+            report.stop = Stop("interrupted", kept)
     except BrokenPipeError:
         results.close()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
