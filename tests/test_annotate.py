@@ -199,6 +199,33 @@ def test_sigterm_keeps_finished_videos_releases_the_lock_and_resumes(
     assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
+def test_workers_are_bounded_by_the_work_and_by_the_cores(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five chunks of work (2 and 3), but one core: four workers at most.
+    stats = tmp_path / "stats.json"
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(tmp_path / "b.csv"), "--chunk", "3",
+                             "--workers", "6", "--stats", str(stats))  # fmt: skip
+    assert code == 0, err
+    assert "--workers 6: using 4 (at most 4 per CPU core and 64 in all:" in " ".join(err.split())
+    assert json.loads(stats.read_text())["workers"] == 4
+    code, _, err = _annotate(home, *VIDEOS, "--out", str(tmp_path / "c.csv"), "--chunk", "3",
+                             "--workers", "3", "--stats", str(stats))  # fmt: skip
+    assert code == 0 and "--workers" not in err, err
+    assert json.loads(stats.read_text())["workers"] == 3
+    monkeypatch.undo()
+    # --workers 10000 used to start 10000 threads, each building a detector and an embedder
+    # before taking any work: 1.8 GB after 50 s, and no chunk started.
+    started = time.monotonic()
+    code, _, err = _annotate(home, VIDEOS[0], "--out", str(tmp_path / "a.csv"), "--workers",
+                             "10000", "--stats", str(stats))  # fmt: skip
+    assert code == 0, err
+    assert time.monotonic() - started < 120
+    assert "--workers 10000: using 1 (1 video, 1 chunk of work in all)" in err
+    assert json.loads(stats.read_text())["workers"] == 1
+
+
 def test_changed_settings_on_resume_are_refused(home: Path, tmp_path: Path) -> None:
     parts = tmp_path / "r.parquet.parts"
     parts.mkdir()

@@ -143,7 +143,9 @@ def annotate(
         "-j",
         min=0,
         help="Threads decoding videos, detecting faces and cutting clips, in parallel with the "
-        "model. 0: one per CPU core, at most 8 (16 with a GPU).",
+        "model. 0: one per CPU core, at most 8 (16 with a GPU). Never more than the chunks to "
+        "run, nor than 4 per CPU core and 64 in all (each holds its own face detector and "
+        "frames); a larger number is lowered with a warning.",
     ),
     engine: str = typer.Option(
         D.engine,

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,14 @@ from mmadfer_cli.model.inference import resolve_precision
 from mmadfer_cli.model.registry import RegistryError
 from mmadfer_cli.run.allocator import keep_freed_memory
 from mmadfer_cli.run.clips import ClipSettings, settings_detector
-from mmadfer_cli.run.engines.local import default_workers, run_pipeline, worker_threads
+from mmadfer_cli.run.engines.local import (
+    MAX_WORKERS,
+    WORKERS_PER_CORE,
+    default_workers,
+    max_workers,
+    run_pipeline,
+    worker_threads,
+)
 from mmadfer_cli.run.errors import PipelineError, os_reason
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
 from mmadfer_cli.run.prepare import Prepared, prepare
@@ -141,6 +148,8 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
                 "--reid-scope run cannot resume: the people of the videos done earlier are not "
                 "kept; rerun with --overwrite (or use --reid-scope video)"
             )
+        if options.engine == "local":
+            workers = _bounded_workers(options, workers, tasks, prepared.stages.chunks, events)
         results = _engine(options, prepared, tasks, workers, device, report, events)
         _consume(results, prepared, sink, [path_text(v) for v in videos], report, events)
         if isinstance(sink, MemorySink):
@@ -196,6 +205,43 @@ def _setup(
             + " (use --glob PATTERN for unusual extensions)"
         )
     return videos, device, precision, bf16_as, workers
+
+
+def _bounded_workers(
+    options: AnnotateOptions,
+    workers: int,
+    tasks: list[VideoTask],
+    chunks: Callable[[Path], int],
+    events: RunEvents,
+) -> int:
+    """No more workers than there are chunks to run (each would build its detector and embedder
+    for nothing) nor than ``max_workers``; a ``--workers`` asked for above that is warned of."""
+    ceiling = min(workers, max_workers())
+    units, counted = 0, 0
+    for task in tasks:  # a video opened only while the count is under the ceiling
+        if units >= ceiling:
+            break
+        units += _chunk_count(chunks, task.path) if options.chunk else 1
+        counted += 1
+    used = max(1, min(ceiling, units))
+    if options.workers and tasks and used < options.workers:
+        if used < ceiling:
+            videos = f"{counted} video{'s' if counted != 1 else ''}"
+            why = f"{videos}, {units} chunk{'s' if units != 1 else ''} of work in all"
+        else:
+            why = (
+                f"at most {WORKERS_PER_CORE} per CPU core and {MAX_WORKERS} in all: each holds "
+                "its own face detector and embedder, and a segment's frames"
+            )
+        events.warning(f"--workers {options.workers}: using {used} ({why})")
+    return used
+
+
+def _chunk_count(chunks: Callable[[Path], int], path: Path) -> int:
+    try:
+        return chunks(path)
+    except Exception:  # unreadable: one unit of work, which makes its error row
+        return 1
 
 
 def _lock(options: AnnotateOptions) -> OutputLock | None:

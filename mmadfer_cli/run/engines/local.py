@@ -289,6 +289,17 @@ def run_pipeline(
             thread.join()
 
 
+WORKERS_PER_CORE, MAX_WORKERS = 4, 64
+"""The most workers worth their memory: each holds its own face detector and embedder (about
+35 MiB on the CPU, measured) and a segment's frames (up to 0.5 GiB on 4K video, README's
+Memory), and more than a few per core only wait for a core."""
+
+
+def max_workers() -> int:
+    """The most workers a run starts on this machine, whatever ``--workers`` asks."""
+    return min(MAX_WORKERS, WORKERS_PER_CORE * (os.cpu_count() or 1))
+
+
 def default_workers(device: torch.device) -> int:
     """One worker per CPU core, at most 8 (16 feeding a GPU, where decoding is the limit)."""
     return max(1, min(os.cpu_count() or 1, 16 if device.type == "cuda" else 8))
