@@ -226,6 +226,35 @@ def test_workers_are_bounded_by_the_work_and_by_the_cores(
     assert json.loads(stats.read_text())["workers"] == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_ctrl_c_ends_a_run_within_seconds_with_a_named_pipe_among_the_inputs(
+    home: Path, tmp_path: Path
+) -> None:
+    # The worker used to block in open() on the pipe, and Ctrl-C then waited on it for ever.
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)
+    parts = tmp_path / "r.csv.parts"
+    cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", str(pipe), *VIDEOS, "--out",
+           str(tmp_path / "r.csv"), *SERIAL]  # fmt: skip
+    env = {**os.environ, "MMADFER_HOME": str(home)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(parts.glob("*.parquet"))) < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "no video finished: the run hangs"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a hung run is not left behind
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 10
+    assert "Traceback" not in err
+
+
 def test_changed_settings_on_resume_are_refused(home: Path, tmp_path: Path) -> None:
     parts = tmp_path / "r.parquet.parts"
     parts.mkdir()
