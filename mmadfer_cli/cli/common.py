@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmadfer_cli.run.errors import os_reason
 from mmadfer_cli.table.read import ResultsError, read_results
 
 err = Console(stderr=True)
@@ -31,3 +33,34 @@ def load_results(path: Path) -> pd.DataFrame:
         return read_results(path)
     except (ResultsError, OSError) as exc:
         raise usage_error(str(exc)) from exc
+
+
+def cannot_write(out: Path, exc: OSError) -> typer.Exit:
+    """The one-line refusal ``annotate`` gives for an ``--out`` that cannot be written."""
+    return usage_error(f"cannot write to --out {out}: {os_reason(exc)}")
+
+
+def writable_folder(out: Path) -> None:
+    """Create the folder ``out`` and prove a file can be made in it, or exit 2 in one line:
+    checked before any work, so that a refusal leaves nothing half-written."""
+    if out.exists() and not out.is_dir():
+        raise usage_error(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise cannot_write(out, exc) from exc
+
+
+def writable_file(out: Path) -> None:
+    """Make sure the file ``out`` can be written (its folder created, a file made there), or
+    exit 2 in one line, before any work."""
+    if out.is_dir():
+        raise usage_error(f"--out {out} is a folder; name the file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise cannot_write(out, exc) from exc

@@ -9,7 +9,14 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
+from mmadfer_cli.cli.common import (
+    RESULTS_ARGUMENT_HELP,
+    cannot_write,
+    err,
+    load_results,
+    usage_error,
+    writable_folder,
+)
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.table.files import FileHeldError
 
@@ -33,11 +40,6 @@ def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
         err.print(f"Wrote {len(written)} file(s).")
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise usage_error(f"--out {out} exists and is not a folder")
-
-
 @app.command("eaf")
 def eaf(
     results: Path = typer.Argument(..., help=RESULTS_ARGUMENT_HELP, show_default=False),
@@ -53,14 +55,16 @@ def eaf(
 ) -> None:
     """ELAN files (.eaf), one per video: a tier per person, linked to the video.
 
-    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input or a file held open by another program.
+    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
     """
     df = load_results(results)
-    _check_out(out)
+    writable_folder(out)
     try:
         written = export_eaf(df, out, media_root)
     except FileHeldError as exc:
         raise usage_error(str(exc)) from exc
+    except OSError as exc:
+        raise cannot_write(out, exc) from exc
     _done(df, written, quiet)
 
 
@@ -73,18 +77,20 @@ def _subtitles(fmt: str) -> Callable[..., None]:
         ),
     ) -> None:
         df = load_results(results)
-        _check_out(out)
+        writable_folder(out)
         try:
             written = export_subtitles(df, out, fmt)
         except FileHeldError as exc:
             raise usage_error(str(exc)) from exc
+        except OSError as exc:
+            raise cannot_write(out, exc) from exc
         _done(df, written, quiet)
 
     command.__doc__ = (
         f"{'SubRip' if fmt == 'srt' else 'WebVTT'} subtitles (.{fmt}), one per video: a cue per "
         "segment with each person's label.\n\nEach cue lists every person on screen with label "
         "and confidence, or '(no face)'; give the file the video's name and players show it. "
-        "Prints the files written on stdout. Exit codes: 0 done, 2 bad input or a file held open by another program."
+        "Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program."
     )
     return command
 

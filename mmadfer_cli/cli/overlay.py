@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
+from mmadfer_cli.cli.common import (
+    RESULTS_ARGUMENT_HELP,
+    cannot_write,
+    err,
+    load_results,
+    usage_error,
+    writable_file,
+)
 from mmadfer_cli.reporting.overlay_video import OverlayError, video_rows, write_overlay
 from mmadfer_cli.table.files import FileHeldError
 
@@ -27,7 +34,7 @@ def overlay(
 ) -> None:
     """Draw each person's box, id, label and confidence on every frame of VIDEO, to spot-check.
 
-    Boxes are interpolated between the segments' boxes; the sound is kept; the output is H.264 MP4. VIDEO is matched to its rows by content id, so a renamed copy works and a different file is refused. Prints the output's path on stdout. Exit codes: 0 done, 2 the video is not in the results, bad input, or --out held open by another program.
+    Boxes are interpolated between the segments' boxes; the sound is kept; the output is H.264 MP4. VIDEO is matched to its rows by content id, so a renamed copy works and a different file is refused. Prints the output's path on stdout. Exit codes: 0 done, 2 the video is not in the results, bad input, an --out that cannot be written, or --out held open by another program.
     """
     df = load_results(results)
     if out.resolve() == video.resolve():
@@ -36,6 +43,7 @@ def overlay(
         video_rows(df, video, where=str(results))  # before the progress bar: a clear refusal
     except OverlayError as exc:
         raise usage_error(str(exc)) from exc
+    writable_file(out)
     progress = Progress(
         TextColumn("overlay"),
         BarColumn(bar_width=30),
@@ -55,4 +63,6 @@ def overlay(
             written = write_overlay(video, df, out, crf=crf, on_frame=advance)
     except (OverlayError, FileHeldError) as exc:
         raise usage_error(str(exc)) from exc
+    except OSError as exc:
+        raise cannot_write(out, exc) from exc
     typer.echo(str(written))

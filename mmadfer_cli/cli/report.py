@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from mmadfer_cli.cli.common import RESULTS_ARGUMENT_HELP, err, load_results, usage_error
+from mmadfer_cli.cli.common import (
+    RESULTS_ARGUMENT_HELP,
+    cannot_write,
+    err,
+    load_results,
+    writable_folder,
+)
 from mmadfer_cli.reporting.html_report import write_report
 
 
@@ -30,11 +36,10 @@ def report(
 ) -> None:
     """Summarise a result table: per-person tables, a timeline per video, one offline HTML page.
 
-    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table.
+    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table or --out cannot be written.
     """
     df = load_results(results)
-    if out.exists() and not out.is_dir():
-        raise usage_error(f"--out {out} exists and is not a folder")
+    writable_folder(out)
     total = df["video"].nunique()
     done = 0
 
@@ -44,5 +49,8 @@ def report(
         if not quiet:
             err.print(f"timeline {done}/{total}: {escape(video)}", soft_wrap=True, highlight=False)
 
-    index = write_report(df, out, source=str(results), dpi=dpi, on_video=progress)
+    try:
+        index = write_report(df, out, source=str(results), dpi=dpi, on_video=progress)
+    except OSError as exc:  # the disk filled, or the folder changed under the run
+        raise cannot_write(out, exc) from exc
     typer.echo(str(index))

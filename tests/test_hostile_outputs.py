@@ -1,0 +1,76 @@
+"""report, export and overlay facing hostile names and outputs: an --out that cannot be written,
+formula names in spreadsheet files, escape sequences in names on the terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmadfer_cli.cli.app import app
+from mmadfer_cli.table.sinks import write_table
+from tests.results_helpers import synthetic_table
+from tests.test_overlay import _results, _write_video
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    path = tmp_path / "results.parquet"
+    write_table(synthetic_table(), path, "parquet")
+    return path
+
+
+@pytest.fixture(scope="module")
+def overlay_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("overlay")
+    video, results = root / "square.mp4", root / "results.parquet"
+    _write_video(video)
+    _results(results, video)
+    return video, results
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder no file can be made in: read-only for a user; as root (whom permissions do not
+    stop) a path in Linux's /sys, where nobody may create anything."""
+    if sys.platform == "win32":
+        pytest.skip("read-only folders still take new files on Windows")
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder / "out"
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("running as root without Linux's /sys: no folder refuses root")
+    return Path("/sys/mmadfer-test-out")
+
+
+def _impossible(tmp_path: Path) -> Path:
+    """A path through a regular file: no system can create it."""
+    (tmp_path / "a-file").write_text("x")
+    return tmp_path / "a-file" / "out"
+
+
+@pytest.mark.parametrize("where", [_unwritable, _impossible])
+@pytest.mark.parametrize("command", ["report", "export eaf", "export srt", "export vtt", "overlay"])
+def test_an_out_that_cannot_be_written_is_one_line_and_exit_2(
+    results: Path,
+    overlay_input: tuple[Path, Path],
+    tmp_path: Path,
+    command: str,
+    where: object,
+) -> None:
+    out = where(tmp_path)  # type: ignore[operator]
+    inputs = [str(p) for p in overlay_input] if command == "overlay" else [str(results)]
+    target = out / "square.mp4" if command == "overlay" else out
+    result = runner.invoke(app, [*command.split(), *inputs, "--out", str(target)])
+    assert result.exit_code == 2, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write to --out {target}: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not out.exists()
