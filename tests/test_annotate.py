@@ -122,7 +122,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(
     assert len(list(parts.glob("*.parquet"))) == 1
     code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *SERIAL)
     assert code == 0, err
-    assert "Resuming: 1 of 2" in err
+    assert "1 new video, 1 already done" in err
     assert f"took over the lock of an earlier run that is no longer running (pid {proc.pid}" in err
     assert not parts.exists() and not (tmp_path / "results.parquet.lock").exists()
     assert_same_rows(pq.read_table(out), pq.read_table(baseline))
@@ -450,7 +450,7 @@ def test_disk_full_keeps_finished_videos_and_resume_completes(
     assert not out.exists() and not (tmp_path / "r.parquet.lock").exists()
     monkeypatch.setattr(outputs, "_write_parquet", write)  # space freed
     code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
-    assert code == 0 and "Resuming: 1 of 2" in err, err
+    assert code == 0 and "1 new video, 1 already done" in err, err
     assert [r["status"] for r in pq.read_table(out).to_pylist()] == ["ok", "ok"]
 
 
@@ -499,7 +499,7 @@ def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
     )
     monkeypatch.setattr(inference, "predict_proba", predict)
     code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT)
-    assert code == 0 and "Resuming: 1 of 2" in err, err
+    assert code == 0 and "1 new video, 1 already done" in err, err
     assert len(list(out.glob("*.parquet"))) == 2
 
 

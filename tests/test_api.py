@@ -149,7 +149,7 @@ def test_annotate_with_out_writes_resumes_warns_and_shows_progress(
     second.write_bytes(video.read_bytes())
     with pytest.warns(UserWarning, match="broken"):  # the earlier failure is still reported
         both = annotate(folder, out=f"{out}/", checkpoint=checkpoint, **FAST)
-    assert "Resuming: 2 of 3 videos already done" in " ".join(capsys.readouterr().err.split())
+    assert "1 new video, 2 already done" in " ".join(capsys.readouterr().err.split())
     assert all(p.stat().st_mtime_ns == t for p, t in written.items())  # not done again
     assert set(both["video"]) == {str(first), str(second), str(broken)}
     pd.testing.assert_frame_equal(

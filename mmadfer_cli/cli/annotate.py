@@ -271,8 +271,9 @@ def annotate(
     resume: bool = typer.Option(
         D.resume,
         "--resume/--overwrite",
-        help="Resume: skip videos an interrupted run with the same --out already finished. "
-        "Overwrite: start again.",
+        help="Resume: skip videos an earlier run with the same --out already finished (an "
+        "interrupted run, or a finished output that grows by the videos it lacks). Overwrite: "
+        "start again.",
     ),
     quiet: bool = typer.Option(
         False,

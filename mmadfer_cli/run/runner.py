@@ -139,9 +139,8 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
         report = RunReport(prepared.run, detection=prepared.detection)
         tasks = _not_done(videos, sink, report)
         if report.skipped:
-            events.note(
-                f"Resuming: {report.skipped} of {len(videos)} videos already done in an earlier run."
-            )
+            new = f"{len(tasks)} new video{'' if len(tasks) == 1 else 's'}"
+            events.note(f"{new}, {report.skipped} already done by an earlier run of this output.")
         reid = options.reid_settings()
         if report.skipped and tasks and reid is not None and reid.scope == "run":
             raise UsageError(

@@ -4,6 +4,12 @@ Nothing computed is lost: each finished video's rows are written to their own
 Parquet part (temporary name, then renamed: ``files.replace``) as soon as the video is
 done, so an interrupted run restarts where it stopped. A single-file output is
 assembled from the parts at the end and replaced atomically.
+
+A finished output grows: a run of the same settings on a finished single file
+reads its rows back into parts (one per video), runs only the videos it lacks
+and writes the file again. The settings are checked against the file's own
+metadata (Parquet) or, for CSV and JSONL, which hold no metadata, against
+``<out>.run.json`` written beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import IO, Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from mmadfer_cli.table.files import replace
@@ -181,7 +189,11 @@ def _check_run(run_file: Path, run: RunInfo, overwrite: bool, where: Path) -> No
     """Refuse to mix rows of a different model or settings into a resumed output."""
     if not run_file.exists() or overwrite:
         return
-    previous = json.loads(run_file.read_text())
+    _check_fingerprint(json.loads(run_file.read_text()), run, where)
+
+
+def _check_fingerprint(previous: dict[str, Any], run: RunInfo, where: Path) -> None:
+    """Refuse, naming what changed, when ``previous`` is not this run's fingerprint."""
     current = run.fingerprint()
     if previous == current:
         return
@@ -227,22 +239,84 @@ def _parts_done(files: Iterable[Path]) -> Done:
     return done
 
 
+def _finished_run(out: Path, fmt: Format) -> dict[str, Any] | None:
+    """The fingerprint of the run that wrote the finished file ``out`` (None: not recorded)."""
+    if fmt == "parquet":
+        meta = read_metadata(out)
+        model = meta.get("model", {})
+        return {"model_sha256": model.get("sha256"), "class_names": model.get("class_names"),
+                "settings": meta.get("settings", {})}  # fmt: skip
+    beside = _beside_run_file(out)
+    if not beside.exists():
+        return None
+    meta = json.loads(beside.read_text(encoding="utf-8"))
+    return {"model_sha256": meta["model"]["sha256"], "class_names": meta["model"]["class_names"],
+            "settings": meta["settings"]}  # fmt: skip
+
+
+def _beside_run_file(out: Path) -> Path:
+    """Where a CSV or JSONL output's run information is kept (those formats hold none)."""
+    return out.with_name(out.name + ".run.json")
+
+
+def _read_back(out: Path, fmt: Format, schema: pa.Schema) -> pa.Table:
+    """A finished output's rows with the result schema (CSV and JSONL typed by it)."""
+    if fmt == "parquet":
+        return pq.read_table(out, schema=schema)
+    if fmt == "csv":
+        types = {f.name: f.type for f in schema}
+        convert = pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                        quoted_strings_can_be_null=False)  # fmt: skip
+        table = pa_csv.read_csv(out, convert_options=convert)
+    else:
+        options = pa_json.ParseOptions(explicit_schema=schema)
+        table = pa_json.read_json(out, parse_options=options)
+    return table.select(schema.names).cast(schema)
+
+
 class FileSink(Sink):
     """A single result file, built from per-video Parquet parts in ``<out>.parts/``."""
 
     def __init__(self, out: Path, fmt: Format, run: RunInfo, overwrite: bool) -> None:
-        self.out, self.fmt, self.schema = out, fmt, run.schema()
+        self.out, self.fmt, self.schema, self.run = out, fmt, run.schema(), run
         self.parts = self.durable = out.with_name(out.name + ".parts")
         run_file = self.parts / _RUN_FILE
+        seed = None
         if overwrite:
             shutil.rmtree(self.parts, ignore_errors=True)
         elif out.exists() and not self.parts.exists():
-            raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+            seed = self._finished(run)
         _check_run(run_file, run, overwrite, self.parts)
         out.parent.mkdir(parents=True, exist_ok=True)
         self.parts.mkdir(exist_ok=True)
         _write_run_file(run_file, run)
-        self._done = _parts_done(self.parts.glob("*.parquet"))
+        if seed is not None:
+            for video in dict.fromkeys(seed["video"].to_pylist()):
+                self.write(video, seed.filter(pc.equal(seed["video"], video)))
+        done = _parts_done(self.parts.glob("*.parquet"))
+        order = [] if seed is None else seed["video"].to_pylist()
+        self._done = {v: done[v] for v in dict.fromkeys(order) if v in done} | done
+
+    def _finished(self, run: RunInfo) -> pa.Table:
+        """The rows of the finished output, to grow it: refused when it does not record its
+        settings or they differ from this run's."""
+        try:
+            previous = _finished_run(self.out, self.fmt)
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            raise OutputError(f"{self.out} already exists and is not an mmadfer result file "
+                              f"({exc}); pass --overwrite to replace it") from exc  # fmt: skip
+        if previous is None:
+            raise OutputError(
+                f"{self.out} already exists and its settings are not recorded (no "
+                f"{_beside_run_file(self.out).name} beside it), so it cannot grow; "
+                "pass --overwrite to replace it"
+            )
+        _check_fingerprint(previous, run, self.out)
+        try:
+            return _read_back(self.out, self.fmt, self.schema)
+        except (OSError, pa.ArrowException) as exc:
+            raise OutputError(f"{self.out} cannot be read back to add videos to it ({exc}); "
+                              "pass --overwrite to replace it") from exc  # fmt: skip
 
     def done(self) -> Done:
         return self._done
@@ -254,9 +328,15 @@ class FileSink(Sink):
         _atomic_write(self._part(video), lambda tmp: _write_parquet(table, tmp))
 
     def close(self, videos: Sequence[str]) -> Path:
-        tables = [pq.read_table(self._part(v), schema=self.schema) for v in videos]
+        """The output: this run's videos in order, then those the output held that this run
+        was not given (a grown output keeps its rows)."""
+        held = [v for v in self._done if v not in set(videos)]
+        tables = [pq.read_table(self._part(v), schema=self.schema) for v in [*videos, *held]]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
         write_table(table.replace_schema_metadata(self.schema.metadata), self.out, self.fmt)
+        if self.fmt != "parquet":
+            run_json = json.dumps(self.run.to_json(), sort_keys=True, indent=1)
+            _atomic_write(_beside_run_file(self.out), lambda tmp: tmp.write_text(run_json))
         shutil.rmtree(self.parts)
         return self.out
 
