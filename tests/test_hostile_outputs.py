@@ -7,12 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from mmadfer_cli.cli.app import app
+from mmadfer_cli.table.schema import row_schema
 from mmadfer_cli.table.sinks import write_table
-from tests.results_helpers import synthetic_table
+from tests.results_helpers import CLASSES, VIDEO_A, VIDEO_C, synthetic_rows, synthetic_table
 from tests.test_overlay import _results, _write_video
 
 runner = CliRunner()
@@ -74,3 +76,38 @@ def test_an_out_that_cannot_be_written_is_one_line_and_exit_2(
     assert line.startswith(f"error: cannot write to --out {target}: ")
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not out.exists()
+
+
+HOSTILE = "bad\x1b[2J\x1b]0;pwned\x07.mp4"  # clears the screen, retitles the window
+SHOWN = "bad\\x1b[2J\\x1b]0;pwned\\x07.mp4"
+
+
+def _hostile_table(path: Path) -> None:
+    """The synthetic table with its failed video, and one other, named with escape sequences."""
+    names = {VIDEO_A: f"clips/{HOSTILE}", VIDEO_C: HOSTILE}
+    rows = [{**r, "video": names.get(r["video"], r["video"])} for r in synthetic_rows()]
+    write_table(pa.Table.from_pylist(rows, schema=row_schema(CLASSES)), path, "parquet")
+
+
+def _no_raw_controls(stderr: str) -> None:
+    assert "\x1b[2J" not in stderr and "\x1b]0;" not in stderr and "\x07" not in stderr
+    assert SHOWN in stderr
+
+
+@pytest.mark.filterwarnings("error")  # a warning (a font's missing glyph) would print them raw
+@pytest.mark.parametrize("command", ["report", "export eaf", "export srt"])
+def test_escape_sequences_in_names_are_shown_escaped(tmp_path: Path, command: str) -> None:
+    results = tmp_path / "results.parquet"
+    _hostile_table(results)
+    result = runner.invoke(app, [*command.split(), str(results), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stderr  # not a terminal: no colours either
+    _no_raw_controls(result.stderr)
+    written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").glob("*.*"))
+    assert f"clips/{HOSTILE}" in written or command != "report"  # files keep the true name
+
+
+def test_an_escape_sequence_in_an_error_is_shown_escaped(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(tmp_path / HOSTILE), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    _no_raw_controls(result.stderr)

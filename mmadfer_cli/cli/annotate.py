@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
-from mmadfer_cli.media.discover import path_text
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.media.video import seconds_span
 from mmadfer_cli.model.inference import PRECISION_CHOICES
 from mmadfer_cli.run.options import DEFAULTS as D
@@ -46,7 +46,7 @@ class _CommandEvents(ProgressEvents):
             return
         self.warning(f"{skipped_summary(entries)}:", label="note")
         for path, kind in entries:
-            _err.print(f"  {escape(path)}: a {kind}", soft_wrap=True)
+            _err.print(f"  {escape(terminal_text(path))}: a {kind}", soft_wrap=True)
 
     def video_done(self, result: VideoResult) -> None:
         if result.exception is not None and self.debug:
@@ -57,7 +57,7 @@ class _CommandEvents(ProgressEvents):
 def _summary(report: RunReport) -> None:
     """The run in two lines: what was annotated, and where the time went."""
     results, stats, skipped, wall = report.results, report.stats, report.skipped, report.wall_s
-    where = str(report.where or "stdout")
+    where = terminal_text(str(report.where or "stdout"))
     videos = len(results)
     if not videos:
         _err.print(
@@ -322,7 +322,7 @@ def annotate(
         with terminating_on_signals():
             report = run(options, _CommandEvents(quiet, debug, verbose))
     except UsageError as exc:
-        _err.print(f"[red]error:[/] {escape(path_text(str(exc)))}")
+        _err.print(f"[red]error:[/] {escape(terminal_text(str(exc)))}")
         raise typer.Exit(EXIT_USAGE) from exc
     except Terminated as exc:  # before the videos ran (loading the model) or after
         _err.print(f"[yellow]Terminated:[/] {exc.signal_name}; rerun the same command to resume.")
@@ -335,13 +335,13 @@ def _report(report: RunReport, quiet: bool, debug: bool) -> None:
     """The end of a run on stderr: how it stopped, the summary, then what failed or is damaged."""
     stop = report.stop
     if stop is not None and stop.kind in ("interrupted", "terminated"):
-        _err.print(f"[yellow]{stop.kind.capitalize()}:[/] {escape(stop.message)}")
+        _err.print(f"[yellow]{stop.kind.capitalize()}:[/] {escape(terminal_text(stop.message))}")
     elif stop is not None and stop.kind in ("write", "internal"):
         if debug and stop.exception is not None:
             _print_traceback(stop.exception)
         hint = "" if debug else " Rerun with --debug for the traceback (and please report it)."
         hint = hint if stop.kind == "internal" else ""
-        _err.print(f"[red]error:[/] {escape(stop.message)}{hint}", soft_wrap=True)
+        _err.print(f"[red]error:[/] {escape(terminal_text(stop.message))}{hint}", soft_wrap=True)
     elif stop is None and not quiet:
         _summary(report)
     if report.ray is not None and not quiet:
@@ -355,13 +355,13 @@ def _report(report: RunReport, quiet: bool, debug: bool) -> None:
             "(their segments there are error rows, the others are annotated):"
         )
         for name, stretches in report.damage:
-            _err.print(f"  {escape(_damage_line(name, stretches))}", soft_wrap=True)
+            _err.print(f"  {escape(terminal_text(_damage_line(name, stretches)))}", soft_wrap=True)
     if report.failures:
         _err.print(f"[red]{len(report.failures)} video(s) failed:[/]")
         for name, reason in report.failures:
             # Media errors already start with the path; do not print it twice.
             line = reason if reason.startswith(name) else f"{name}: {reason}"
-            _err.print(f"  {escape(line)}", soft_wrap=True)  # paths stay whole for copying
+            _err.print(f"  {escape(terminal_text(line))}", soft_wrap=True)  # paths stay whole
         if not debug and any(r.startswith("internal error") for _, r in report.failures):
             _err.print(
                 "Rerun with --debug for the tracebacks of internal errors (and please report them)."
@@ -379,5 +379,6 @@ def _damage_line(name: str, stretches: list[tuple[float, float, str]]) -> str:
 
 
 def _print_traceback(exc: BaseException) -> None:
-    sys.stderr.write("".join(traceback.format_exception(exc)))
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    sys.stderr.write("".join(terminal_text(line) + "\n" for line in lines))
     sys.stderr.flush()

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.run.errors import os_reason
 from mmadfer_cli.table.read import ResultsError, read_results
 
@@ -22,8 +23,9 @@ RESULTS_ARGUMENT_HELP = (
 
 
 def usage_error(message: str) -> typer.Exit:
-    """Print ``message`` on stderr and return the exit (code 2) to raise."""
-    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    """Print ``message`` on stderr (a name's control characters escaped) and return the exit
+    (code 2) to raise."""
+    err.print(f"[red]error:[/] {escape(terminal_text(message))}", soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 

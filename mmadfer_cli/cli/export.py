@@ -17,6 +17,7 @@ from mmadfer_cli.cli.common import (
     usage_error,
     writable_folder,
 )
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.table.files import FileHeldError
 
@@ -35,7 +36,8 @@ def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
         typer.echo(str(path))
     for video in dict.fromkeys(df["video"]):
         if video not in written:
-            err.print(f"[yellow]skipped[/] {escape(video)}: it could not be read", soft_wrap=True)
+            name = escape(terminal_text(video))
+            err.print(f"[yellow]skipped[/] {name}: it could not be read", soft_wrap=True)
     if not quiet:
         err.print(f"Wrote {len(written)} file(s).")
 

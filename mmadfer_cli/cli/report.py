@@ -14,6 +14,7 @@ from mmadfer_cli.cli.common import (
     load_results,
     writable_folder,
 )
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.reporting.html_report import write_report
 
 
@@ -47,7 +48,8 @@ def report(
         nonlocal done
         done += 1
         if not quiet:
-            err.print(f"timeline {done}/{total}: {escape(video)}", soft_wrap=True, highlight=False)
+            line = f"timeline {done}/{total}: {escape(terminal_text(video))}"
+            err.print(line, soft_wrap=True, highlight=False)
 
     try:
         index = write_report(df, out, source=str(results), dpi=dpi, on_video=progress)

@@ -12,6 +12,8 @@ reached twice is listed once, in the first form it was reached by.
 
 ``path_text`` is the text form of a path used in tables and messages: any
 name the operating system gives has one, even when it is not valid UTF-8.
+``terminal_text`` is what of it may reach a terminal: a file name can hold
+escape sequences that clear the screen or retitle the window.
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return next((kind for test, kind in _KINDS if test(mode)), "special file")
+
+
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROLS = {
+    code: _NAMED_CONTROLS.get(chr(code), f"\\x{code:02x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0)]
+}  # C0, DEL and C1: what a terminal acts on instead of showing
+
+
+def terminal_text(text: str) -> str:
+    """``text`` (a name, or a message holding one) safe to print: control characters written as
+    ``\\x1b``, ``\\n``..., so that a file name cannot move the cursor, clear the screen, retitle
+    the window or split a line. Files and tables keep the true name; only terminals get this."""
+    return path_text(text).translate(_CONTROLS)
 
 
 def is_video_name(name: str, globs: Sequence[str] = ()) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.reporting.summary import dominant_label
 from mmadfer_cli.table.read import (
     PROB_PREFIX,
@@ -137,7 +138,7 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
         else ""
     )
     fig.suptitle(
-        _short(f"{video}: {len(persons)} person(s){no_face_share}"), fontsize="medium", x=0.01,
+        _short(f"{terminal_text(video)}: {len(persons)} person(s){no_face_share}"), fontsize="medium", x=0.01,
         ha="left"
     )  # fmt: skip
     return fig

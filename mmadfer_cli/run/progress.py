@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.run.videos import PipelineEvents, VideoResult, VideoTask
 
 
@@ -65,16 +66,16 @@ class ProgressEvents(RunEvents):
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(escape(text))
+            self.console.print(escape(terminal_text(text)))
 
     def warning(self, text: str, label: str = "warning") -> None:
-        self.console.print(f"[yellow]{label}:[/] {escape(text)}")
+        self.console.print(f"[yellow]{label}:[/] {escape(terminal_text(text))}")
 
     def skipped(self, entries: list[tuple[str, str]]) -> None:
         self.warning(skipped_summary(entries), label="note")
 
     def video_started(self, task: VideoTask) -> None:
-        self.progress.update(self.task, current=escape(_short(task.video)))
+        self.progress.update(self.task, current=escape(_short(terminal_text(task.video))))
 
     def segments_done(self, task: VideoTask, count: int) -> None:
         self.segments += count
