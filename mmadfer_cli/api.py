@@ -67,6 +67,7 @@ def annotate(
     actors_per_gpu: int = D.actors_per_gpu,
     resume: bool = D.resume,
     stats: str | os.PathLike[str] | None = D.stats,
+    csv_for_spreadsheets: bool = D.csv_for_spreadsheets,
 ) -> pd.DataFrame:
     """Annotate videos (files or folders) and return the result table.
 
@@ -91,6 +92,7 @@ def annotate(
         min_face_frames=min_face_frames, track_iou=track_iou, max_gap=max_gap, reid=reid,
         reid_threshold=reid_threshold, reid_scope=reid_scope, recursive=recursive,
         globs=tuple(globs), resume=resume, stats=None if stats is None else Path(stats),
+        csv_for_spreadsheets=csv_for_spreadsheets,
     )  # fmt: skip
     events: RunEvents = ProgressEvents() if progress else RunEvents()
     report = run(options, events)

@@ -3,6 +3,9 @@ formula names in spreadsheet files, escape sequences in names on the terminal.""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import os
 import sys
 from pathlib import Path
@@ -14,7 +17,14 @@ from typer.testing import CliRunner
 from mmadfer_cli.cli.app import app
 from mmadfer_cli.table.schema import row_schema
 from mmadfer_cli.table.sinks import write_table
-from tests.results_helpers import CLASSES, VIDEO_A, VIDEO_C, synthetic_rows, synthetic_table
+from tests.results_helpers import (
+    CLASSES,
+    VIDEO_A,
+    VIDEO_B,
+    VIDEO_C,
+    synthetic_rows,
+    synthetic_table,
+)
 from tests.test_overlay import _results, _write_video
 
 runner = CliRunner()
@@ -111,3 +121,34 @@ def test_an_escape_sequence_in_an_error_is_shown_escaped(tmp_path: Path) -> None
     result = runner.invoke(app, ["report", str(tmp_path / HOSTILE), "--out", str(tmp_path)])
     assert result.exit_code == 2
     _no_raw_controls(result.stderr)
+
+
+FORMULAS = ['=HYPERLINK("http://x","y").mp4', "+cmd.mp4", "@SUM(1).mp4", "-2+3.mp4"]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def assert_no_formula_cells(text: str) -> list[list[str]]:
+    """The CSV's rows, once no cell would be a formula to a spreadsheet (numbers are numbers)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    for cell in (c for row in rows for c in row):
+        if cell.startswith(TRIGGERS):
+            float(cell)  # a negative number is no formula; anything else fails here
+    return rows
+
+
+def test_the_reports_csv_files_hold_no_formula_cells(tmp_path: Path) -> None:
+    names = dict(zip([VIDEO_A, VIDEO_B, VIDEO_C], FORMULAS, strict=False))
+    rows = [{**r, "video": names[r["video"]]} for r in synthetic_rows()]
+    rows[-1]["error"] = "=1+1 cannot be read"
+    results = tmp_path / "results.parquet"
+    write_table(pa.Table.from_pylist(rows, schema=row_schema(CLASSES)), results, "parquet")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(results), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    summary = assert_no_formula_cells((out / "summary.csv").read_text(encoding="utf-8"))
+    videos = assert_no_formula_cells((out / "videos.csv").read_text(encoding="utf-8"))
+    assert {r[0] for r in videos[1:]} == {f"'{n}" for n in FORMULAS[:3]}
+    assert "'=1+1 cannot be read" in {c for r in videos for c in r}
+    assert {r[0] for r in summary[1:]} == {f"'{n}" for n in FORMULAS[:2]}
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert html.escape(FORMULAS[0]) in page  # the page shows the true name

@@ -275,6 +275,14 @@ def annotate(
         "interrupted run, or a finished output that grows by the videos it lacks). Overwrite: "
         "start again.",
     ),
+    csv_for_spreadsheets: bool = typer.Option(
+        D.csv_for_spreadsheets,
+        "--csv-for-spreadsheets",
+        help="For a CSV --out to open in Excel, LibreOffice or Google Sheets: a text cell that "
+        "begins with =, +, -, @, a tab, a carriage return or a quote gets a leading quote, so "
+        "that a file name is never run as a formula (numbers stay numbers). mmadfer's readers "
+        "take it off a file's cells again (its .run.json records it; not on stdout). \\[default: off: the table keeps every name as it is]",
+    ),
     quiet: bool = typer.Option(
         False,
         "--quiet",
@@ -316,7 +324,7 @@ def annotate(
         min_face_size=min_face_size, max_faces=max_faces, min_face_frames=min_face_frames,
         track_iou=track_iou, max_gap=max_gap, reid=reid, reid_threshold=reid_threshold,
         reid_scope=reid_scope, recursive=recursive, globs=tuple(globs), resume=resume,
-        stats=stats,
+        stats=stats, csv_for_spreadsheets=csv_for_spreadsheets,
     )  # fmt: skip
     try:
         with terminating_on_signals():

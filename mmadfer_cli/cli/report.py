@@ -37,7 +37,7 @@ def report(
 ) -> None:
     """Summarise a result table: per-person tables, a timeline per video, one offline HTML page.
 
-    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table or --out cannot be written.
+    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. The CSV files are made for spreadsheets: a text cell that begins with =, +, -, @, a tab, a carriage return or a quote (a formula to a spreadsheet) gets a leading quote. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table or --out cannot be written.
     """
     df = load_results(results)
     writable_folder(out)

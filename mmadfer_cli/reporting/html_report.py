@@ -22,6 +22,7 @@ from mmadfer_cli.reporting.filenames import video_stems
 from mmadfer_cli.reporting.summary import summarize, summarize_videos
 from mmadfer_cli.reporting.timeline import plot_timeline
 from mmadfer_cli.table.read import class_names, person_column, video_order
+from mmadfer_cli.table.spreadsheet import neutral_frame
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -109,8 +110,9 @@ def write_report(
     (out / "timelines").mkdir(parents=True, exist_ok=True)
     people = summarize(df)
     videos = summarize_videos(df)
-    people.to_csv(out / "summary.csv", index=False, float_format="%.6g")
-    videos.to_csv(out / "videos.csv", index=False, float_format="%.6g")
+    # Made to be opened in a spreadsheet: a video named "=HYPERLINK(...)" must stay text.
+    neutral_frame(people).to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    neutral_frame(videos).to_csv(out / "videos.csv", index=False, float_format="%.6g")
 
     stems = video_stems(video_order(df))
     sections = []

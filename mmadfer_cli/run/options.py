@@ -15,7 +15,7 @@ from mmadfer_cli.faces import DETECTORS
 from mmadfer_cli.model.inference import PRECISION_CHOICES
 from mmadfer_cli.run.clips import ClipSettings
 from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, SCOPES, ReidSettings
-from mmadfer_cli.table.sinks import FORMATS
+from mmadfer_cli.table.sinks import FORMATS, OutputError, detect_format
 
 ENGINES = ("local", "ray")
 """Where a run's chunks run: this machine's threads, or a Ray cluster."""
@@ -61,6 +61,7 @@ class AnnotateOptions:
     globs: tuple[str, ...] = ()
     resume: bool = True  # False: --overwrite
     stats: Path | None = None  # where to write where the time went (JSON)
+    csv_for_spreadsheets: bool = False  # neutralise formula-like text cells of a CSV output
 
     def validate(self) -> None:
         """Raise ``UsageError`` naming the first option that cannot work."""
@@ -94,8 +95,19 @@ class AnnotateOptions:
             if value is not None and (value < low or (high is not None and value > high)):
                 span = f"between {low} and {high}" if high is not None else f"at least {low}"
                 raise UsageError(f"{flag} must be {span}, not {value}")
+        if self.csv_for_spreadsheets and not self._csv_out():
+            raise UsageError("--csv-for-spreadsheets needs a CSV --out (a .csv file, or -)")
         if self.compile and self.engine != "local":
             raise UsageError("--compile needs --engine local (Ray's actors run the model as is)")
+
+    def _csv_out(self) -> bool:
+        """Whether ``out`` is CSV (an unclear ``out`` counts: the sink refuses it in its words)."""
+        if self.out is None:
+            return False
+        try:
+            return detect_format(self.out, self.fmt) == ("csv", False)
+        except OutputError:
+            return True
 
     def clip_settings(self) -> ClipSettings:
         """The segment and face settings (recorded with the results)."""

@@ -262,7 +262,8 @@ def _sink(options: AnnotateOptions, info: RunInfo) -> Sink:
     if options.out is None:
         return MemorySink(info.schema())
     try:
-        return open_sink(options.out, options.fmt, info, overwrite=not options.resume)
+        return open_sink(options.out, options.fmt, info, overwrite=not options.resume,
+                         spreadsheet=options.csv_for_spreadsheets)  # fmt: skip
     except OutputError as exc:
         raise UsageError(str(exc)) from exc
     except OSError as exc:

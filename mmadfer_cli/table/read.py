@@ -22,7 +22,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from mmadfer_cli.table.schema import METADATA_KEY, row_schema
-from mmadfer_cli.table.sinks import _EXTENSIONS
+from mmadfer_cli.table.sinks import _EXTENSIONS, neutralised_csv
+from mmadfer_cli.table.spreadsheet import restore_table
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "video",
@@ -116,10 +117,12 @@ def _conform(df: pd.DataFrame, where: str) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pa.Table:
+    """The CSV's rows; one written for spreadsheets (its run file says so) with its true text."""
     with open(path, encoding="utf-8", newline="") as fh:
         header = next(csv.reader(fh), [])
     convert = pa_csv.ConvertOptions(column_types=_text_types(header), strings_can_be_null=True)
-    return pa_csv.read_csv(path, convert_options=convert)
+    table = pa_csv.read_csv(path, convert_options=convert)
+    return restore_table(table) if neutralised_csv(path) else table
 
 
 def _read_jsonl(path: Path) -> pa.Table:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.lock import OutputLock
 from mmadfer_cli.table.schema import METADATA_KEY, RunInfo
+from mmadfer_cli.table.spreadsheet import neutral_table, restore_table
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl")
@@ -46,6 +47,7 @@ _EXTENSIONS: dict[str, Format] = {
 _RUN_FILE = "run.json"
 _DIR_RUN_FILE = ".mmadfer-run.json"
 _DIR_LOCK_FILE = ".mmadfer.lock"
+_SPREADSHEET_KEY = "csv_for_spreadsheets"  # in a CSV's run file: its text cells were neutralised
 
 
 class Finished(NamedTuple):
@@ -169,14 +171,18 @@ class Sink:
 
 
 class StdoutCsvSink(Sink):
-    """CSV on stdout, one header, rows flushed as each video finishes (for shell pipes)."""
+    """CSV on stdout, one header, rows flushed as each video finishes (for shell pipes);
+    ``spreadsheet``: formula-like text cells neutralised (``table.spreadsheet``)."""
 
-    def __init__(self, schema: pa.Schema, stream: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, schema: pa.Schema, stream: IO[bytes] | None = None, spreadsheet: bool = False
+    ) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
         self._writer = pa_csv.CSVWriter(self._stream, schema)
+        self._spreadsheet = spreadsheet
 
     def write(self, video: str, table: pa.Table) -> None:
-        self._writer.write_table(table)
+        self._writer.write_table(neutral_table(table) if self._spreadsheet else table)
         self._stream.flush()
 
     def close(self, videos: Sequence[str]) -> Path | None:
@@ -259,6 +265,16 @@ def _beside_run_file(out: Path) -> Path:
     return out.with_name(out.name + ".run.json")
 
 
+def neutralised_csv(out: Path) -> bool:
+    """Whether the CSV file ``out`` was written for spreadsheets (its run file says so): its
+    text cells that begin with a quote have one more than their true text."""
+    beside = _beside_run_file(out)
+    try:
+        return bool(json.loads(beside.read_text(encoding="utf-8")).get(_SPREADSHEET_KEY))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _read_back(out: Path, fmt: Format, schema: pa.Schema) -> pa.Table:
     """A finished output's rows with the result schema (CSV and JSONL typed by it)."""
     if fmt == "parquet":
@@ -268,6 +284,7 @@ def _read_back(out: Path, fmt: Format, schema: pa.Schema) -> pa.Table:
         convert = pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True,
                                         quoted_strings_can_be_null=False)  # fmt: skip
         table = pa_csv.read_csv(out, convert_options=convert)
+        table = restore_table(table) if neutralised_csv(out) else table
     else:
         options = pa_json.ParseOptions(explicit_schema=schema)
         table = pa_json.read_json(out, parse_options=options)
@@ -277,8 +294,11 @@ def _read_back(out: Path, fmt: Format, schema: pa.Schema) -> pa.Table:
 class FileSink(Sink):
     """A single result file, built from per-video Parquet parts in ``<out>.parts/``."""
 
-    def __init__(self, out: Path, fmt: Format, run: RunInfo, overwrite: bool) -> None:
+    def __init__(
+        self, out: Path, fmt: Format, run: RunInfo, overwrite: bool, spreadsheet: bool = False
+    ) -> None:
         self.out, self.fmt, self.schema, self.run = out, fmt, run.schema(), run
+        self.spreadsheet = spreadsheet and fmt == "csv"
         self.parts = self.durable = out.with_name(out.name + ".parts")
         run_file = self.parts / _RUN_FILE
         seed = None
@@ -333,9 +353,11 @@ class FileSink(Sink):
         held = [v for v in self._done if v not in set(videos)]
         tables = [pq.read_table(self._part(v), schema=self.schema) for v in [*videos, *held]]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        table = neutral_table(table) if self.spreadsheet else table
         write_table(table.replace_schema_metadata(self.schema.metadata), self.out, self.fmt)
         if self.fmt != "parquet":
-            run_json = json.dumps(self.run.to_json(), sort_keys=True, indent=1)
+            record = {**self.run.to_json(), _SPREADSHEET_KEY: self.spreadsheet}
+            run_json = json.dumps(record, sort_keys=True, indent=1)
             _atomic_write(_beside_run_file(self.out), lambda tmp: tmp.write_text(run_json))
         shutil.rmtree(self.parts)
         return self.out
@@ -389,14 +411,17 @@ def output_lock(out: str, fmt: str | None) -> OutputLock | None:
     return OutputLock(path / _DIR_LOCK_FILE if is_dir else path.with_name(path.name + ".lock"))
 
 
-def open_sink(out: str, fmt: str | None, run: RunInfo, overwrite: bool) -> Sink:
-    """The sink for ``--out`` (a file, a directory, or ``-`` for CSV on stdout)."""
+def open_sink(
+    out: str, fmt: str | None, run: RunInfo, overwrite: bool, spreadsheet: bool = False
+) -> Sink:
+    """The sink for ``--out`` (a file, a directory, or ``-`` for CSV on stdout); ``spreadsheet``:
+    CSV text cells that a spreadsheet would run as formulas are neutralised."""
     fmt_, is_dir = detect_format(out, fmt)
     if out == "-":
-        return StdoutCsvSink(run.schema())
+        return StdoutCsvSink(run.schema(), spreadsheet=spreadsheet)
     if is_dir:
         return DirectorySink(Path(out), run, overwrite)
-    return FileSink(Path(out), fmt_, run, overwrite)
+    return FileSink(Path(out), fmt_, run, overwrite, spreadsheet)
 
 
 class MemorySink(Sink):
