@@ -72,6 +72,12 @@ def test_a_finished_output_grows_by_the_new_videos_only(
         (before,) = first_files.values()
         assert out.read_bytes().startswith(before)
 
+    written = [out] if out.is_file() else sorted(out.glob("*.parquet"))
+    stamps = {p: p.stat().st_mtime_ns for p in written}
+    code, _, err = _annotate(home, str(folder), "--out", str(out), *ONE_SEGMENT)
+    assert code == 0 and "Nothing to do" in err, err
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing new: not rewritten
+
     full = tmp_path / f"full{out.suffix}"
     code, _, err = _annotate(home, str(folder), "--out", f"{full}{'/' if out.is_dir() else ''}",
                              *ONE_SEGMENT)  # fmt: skip

@@ -316,6 +316,11 @@ class FileSink(Sink):
         done = _parts_done(self.parts.glob("*.parquet"))
         order = [] if seed is None else seed["video"].to_pylist()
         self._done = {v: done[v] for v in dict.fromkeys(order) if v in done} | done
+        # A grown file that gains nothing stays as it is (not rewritten), unless this run wants
+        # its CSV cells in the other form.
+        self._as_is = seed is not None and (
+            fmt != "csv" or self.spreadsheet == neutralised_csv(out)
+        )
 
     def _finished(self, run: RunInfo) -> pa.Table:
         """The rows of the finished output, to grow it: refused when it does not record its
@@ -346,11 +351,16 @@ class FileSink(Sink):
 
     def write(self, video: str, table: pa.Table) -> None:
         _atomic_write(self._part(video), lambda tmp: _write_parquet(table, tmp))
+        self._as_is = False
 
     def close(self, videos: Sequence[str]) -> Path:
         """The output: this run's videos in order, then those the output held that this run
         was not given (a grown output keeps its rows)."""
-        held = [v for v in self._done if v not in set(videos)]
+        if self._as_is:
+            shutil.rmtree(self.parts)
+            return self.out
+        given = set(videos)
+        held = [v for v in self._done if v not in given]
         tables = [pq.read_table(self._part(v), schema=self.schema) for v in [*videos, *held]]
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()
         table = neutral_table(table) if self.spreadsheet else table
