@@ -195,7 +195,7 @@ def test_sigterm_keeps_finished_videos_releases_the_lock_and_resumes(
     assert not out.exists() and len(list(parts.glob("*.parquet"))) == 1
     code, _, err = _annotate(home, *VIDEOS, "--out", str(out), *SERIAL)
     assert code == 0, err
-    assert "Resuming: 1 of 2" in err and "took over the lock" not in err
+    assert "1 new video, 1 already done" in err and "took over the lock" not in err
     assert_same_rows(pq.read_table(out), pq.read_table(baseline))
 
 
