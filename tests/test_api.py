@@ -89,6 +89,7 @@ def test_annotate_has_the_cli_defaults() -> None:
         "resume",
         "quiet",
         "debug",
+        "verbose",
         "stats",
     }  # writing files and printing: not the API's business
     assert set(options) - cli_only <= set(api)
