@@ -431,7 +431,7 @@ def test_disk_full_keeps_finished_videos_and_resume_completes(
 
     videos = _two_short_videos(tmp_path)
     out = tmp_path / "r.parquet"
-    write, calls = outputs._write_parquet, []
+    write, calls = outputs.write_parquet, []
 
     def full_after_one(table: pa.Table, path: Path) -> None:
         calls.append(path)
@@ -440,7 +440,7 @@ def test_disk_full_keeps_finished_videos_and_resume_completes(
             raise OSError(28, "No space left on device", str(path))
         write(table, path)
 
-    monkeypatch.setattr(outputs, "_write_parquet", full_after_one)
+    monkeypatch.setattr(outputs, "write_parquet", full_after_one)
     code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
     assert code == 3 and "Traceback" not in err
     assert "cannot write the results: No space left on device" in err
@@ -448,7 +448,7 @@ def test_disk_full_keeps_finished_videos_and_resume_completes(
     parts = tmp_path / "r.parquet.parts"
     assert [p.suffix for p in parts.iterdir() if p.name != "run.json"] == [".parquet"]  # no debris
     assert not out.exists() and not (tmp_path / "r.parquet.lock").exists()
-    monkeypatch.setattr(outputs, "_write_parquet", write)  # space freed
+    monkeypatch.setattr(outputs, "write_parquet", write)  # space freed
     code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
     assert code == 0 and "1 new video, 1 already done" in err, err
     assert [r["status"] for r in pq.read_table(out).to_pylist()] == ["ok", "ok"]

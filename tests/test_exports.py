@@ -17,7 +17,7 @@ from mmadfer_cli.reporting.eaf import media_file, media_urls
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.reporting.subtitles import cues
 from mmadfer_cli.table import files as table_files
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mmadfer_cli.table.read import read_results
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.damage_helpers import small_video
 from tests.results_helpers import synthetic_table
 from tests.test_annotate import VIDEOS, _annotate

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mmadfer_cli.cli.app import app
 from mmadfer_cli.table.schema import row_schema
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import (
     CLASSES,
     VIDEO_A,

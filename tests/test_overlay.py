@@ -16,7 +16,7 @@ from mmadfer_cli.media.video import video_id
 from mmadfer_cli.reporting.overlay_video import FrameBoxes
 from mmadfer_cli.reporting.timeline import EMOTION_COLORS
 from mmadfer_cli.table.schema import row_schema
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import CLASSES, VIDEO_A, synthetic_rows
 
 FPS, SECONDS, SIZE, RATE = 25, 2.4, (320, 240), 16000

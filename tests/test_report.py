@@ -19,7 +19,7 @@ from mmadfer_cli.cli.app import app
 from mmadfer_cli.reporting.summary import covered_seconds, summarize, summarize_videos
 from mmadfer_cli.reporting.timeline import EMOTION_COLORS, plot_timeline
 from mmadfer_cli.table.read import read_results
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import VIDEO_A, VIDEO_B, VIDEO_C, synthetic_table
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from mmadfer_cli.table.read import (
     table_frame,
 )
 from mmadfer_cli.table.schema import METADATA_KEY
-from mmadfer_cli.table.sinks import write_table
+from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import CLASSES, VIDEO_A, VIDEO_B, VIDEO_C, synthetic_table
 
 META = {"model": {"name": "tiny", "class_names": list(CLASSES)}, "settings": {"window_s": 3.0}}

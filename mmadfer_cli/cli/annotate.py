@@ -26,7 +26,7 @@ from mmadfer_cli.run.reid import SCOPES
 from mmadfer_cli.run.runner import EXIT_TERMINATED, EXIT_USAGE, RunReport, run
 from mmadfer_cli.run.signals import Terminated, terminating_on_signals
 from mmadfer_cli.run.videos import VideoResult
-from mmadfer_cli.table.sinks import FORMATS
+from mmadfer_cli.table.writers import FORMATS
 
 _err = Console(stderr=True)
 

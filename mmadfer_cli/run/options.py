@@ -15,7 +15,7 @@ from mmadfer_cli.faces import DETECTORS
 from mmadfer_cli.model.inference import PRECISION_CHOICES
 from mmadfer_cli.run.clips import ClipSettings
 from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, SCOPES, ReidSettings
-from mmadfer_cli.table.sinks import FORMATS, OutputError, detect_format
+from mmadfer_cli.table.writers import FORMATS, OutputError, detect_format
 
 ENGINES = ("local", "ray")
 """Where a run's chunks run: this machine's threads, or a Ray cluster."""

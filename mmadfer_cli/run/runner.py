@@ -54,7 +54,8 @@ from mmadfer_cli.run.signals import Terminated
 from mmadfer_cli.run.videos import PipelineStats, VideoResult, VideoTask
 from mmadfer_cli.table.lock import OutputBusyError, OutputLock
 from mmadfer_cli.table.schema import RunInfo, rows_table
-from mmadfer_cli.table.sinks import MemorySink, OutputError, Sink, open_sink, output_lock
+from mmadfer_cli.table.sinks import MemorySink, Sink, open_sink, output_lock
+from mmadfer_cli.table.writers import OutputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM killed

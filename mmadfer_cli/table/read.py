@@ -22,8 +22,9 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from mmadfer_cli.table.schema import METADATA_KEY, row_schema
-from mmadfer_cli.table.sinks import _EXTENSIONS, neutralised_csv
+from mmadfer_cli.table.sinks import neutralised_csv
 from mmadfer_cli.table.spreadsheet import restore_table
+from mmadfer_cli.table.writers import EXTENSIONS
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "video",
@@ -160,9 +161,9 @@ def _read_directory(path: Path) -> pa.Table:
 def _read_table(path: Path) -> pa.Table:
     if path.is_dir():
         return _read_directory(path)
-    fmt = _EXTENSIONS.get(path.suffix.lower())
+    fmt = EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        known = ", ".join(sorted(_EXTENSIONS))
+        known = ", ".join(sorted(EXTENSIONS))
         raise ResultsError(
             f"{path}: not a result table (expected a directory or a file ending in {known})"
         )

@@ -1,4 +1,4 @@
-"""Where a run's rows go: writers, sinks (one file, a folder, stdout), resume and the lock.
+"""Where a run's rows go: sinks (one file, a folder, stdout, memory), resume and the lock.
 
 Nothing computed is lost: each finished video's rows are written to their own
 Parquet part (temporary name, then renamed: ``files.replace``) as soon as the video is
@@ -16,34 +16,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, NamedTuple
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.lock import OutputLock
 from mmadfer_cli.table.schema import METADATA_KEY, RunInfo
 from mmadfer_cli.table.spreadsheet import neutral_table, restore_table
+from mmadfer_cli.table.writers import (
+    Format,
+    OutputError,
+    atomic_write,
+    detect_format,
+    write_parquet,
+    write_table,
+)
 
-Format = Literal["parquet", "csv", "jsonl"]
-FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl")
-_EXTENSIONS: dict[str, Format] = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 _RUN_FILE = "run.json"
 _DIR_RUN_FILE = ".mmadfer-run.json"
 _DIR_LOCK_FILE = ".mmadfer.lock"
@@ -62,10 +58,6 @@ Done = dict[str, Finished]
 """Videos finished by an earlier run, by the ``video`` column."""
 
 
-class OutputError(Exception):
-    """A usage problem with ``--out``/``--format`` or with resuming (exit code 2)."""
-
-
 def read_metadata(path: Path) -> dict[str, Any]:
     """The run metadata stored in a Parquet result file."""
     meta = pq.read_schema(path).metadata or {}
@@ -79,77 +71,6 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def video_key(video: str) -> str:
     """A short stable file-name key for a video as given on the command line."""
     return hashlib.sha256(video.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` then rename, so ``path`` is never half written."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    pq.write_table(table, path, compression="zstd")
-
-
-def _json_value(value: Any) -> Any:
-    # float32 values widen to long doubles in Python; print them as float32 does.
-    if isinstance(value, float) and np.isfinite(value):
-        return float(str(np.float32(value)))
-    return value
-
-
-def _write_jsonl(table: pa.Table, fh: IO[str]) -> None:
-    float32 = {f.name for f in table.schema if f.type == pa.float32()}
-    for row in table.to_pylist():
-        out = {k: (_json_value(v) if k in float32 else v) for k, v in row.items()}
-        fh.write(json.dumps(out, ensure_ascii=False) + "\n")
-
-
-def write_table(table: pa.Table, path: Path, fmt: Format) -> None:
-    """Write a whole table to ``path`` atomically in the given format."""
-
-    def write(tmp: Path) -> None:
-        if fmt == "parquet":
-            _write_parquet(table, tmp)
-        elif fmt == "csv":
-            pa_csv.write_csv(table, tmp)
-        else:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                _write_jsonl(table, fh)
-
-    _atomic_write(path, write)
-
-
-def detect_format(out: str, fmt: str | None) -> tuple[Format, bool]:
-    """The output format and whether ``out`` is a directory (one Parquet file per video)."""
-    if fmt is not None and fmt not in FORMATS:
-        raise OutputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if out == "-":
-        if fmt not in (None, "csv"):
-            raise OutputError("--out - streams CSV to stdout; --format must be csv")
-        return "csv", False
-    path = Path(out)
-    is_dir = path.is_dir() or out.endswith(("/", os.sep)) or (not path.exists() and not path.suffix)
-    if is_dir:
-        if fmt not in (None, "parquet"):
-            raise OutputError(
-                f"an output directory holds one Parquet file per video; --format {fmt} needs a file name"
-            )
-        return "parquet", True
-    if fmt is not None:
-        return fmt, False  # type: ignore[return-value]
-    ext = path.suffix.lower()
-    if ext not in _EXTENSIONS:
-        raise OutputError(
-            f"cannot tell the format of {out!r} from its extension; pass --format {'|'.join(FORMATS)}"
-        )
-    return _EXTENSIONS[ext], False
 
 
 class Sink:
@@ -221,7 +142,7 @@ def _check_fingerprint(previous: dict[str, Any], run: RunInfo, where: Path) -> N
 
 
 def _write_run_file(path: Path, run: RunInfo) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(run.fingerprint(), sort_keys=True)))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(run.fingerprint(), sort_keys=True)))
 
 
 def _parts_done(files: Iterable[Path]) -> Done:
@@ -350,7 +271,7 @@ class FileSink(Sink):
         return self.parts / f"{video_key(video)}.parquet"
 
     def write(self, video: str, table: pa.Table) -> None:
-        _atomic_write(self._part(video), lambda tmp: _write_parquet(table, tmp))
+        atomic_write(self._part(video), lambda tmp: write_parquet(table, tmp))
         self._as_is = False
 
     def close(self, videos: Sequence[str]) -> Path:
@@ -368,7 +289,7 @@ class FileSink(Sink):
         if self.fmt != "parquet":
             record = {**self.run.to_json(), _SPREADSHEET_KEY: self.spreadsheet}
             run_json = json.dumps(record, sort_keys=True, indent=1)
-            _atomic_write(_beside_run_file(self.out), lambda tmp: tmp.write_text(run_json))
+            atomic_write(_beside_run_file(self.out), lambda tmp: tmp.write_text(run_json))
         shutil.rmtree(self.parts)
         return self.out
 
@@ -406,7 +327,7 @@ class DirectorySink(Sink):
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(video).stem)[:60]
         path = self.out / f"{stem}-{video_key(video)}.parquet"
         table = table.replace_schema_metadata(self.schema.metadata)
-        _atomic_write(path, lambda tmp: _write_parquet(table, tmp))
+        atomic_write(path, lambda tmp: write_parquet(table, tmp))
 
     def close(self, videos: Sequence[str]) -> Path:
         return self.out
