@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,3 +94,12 @@ def assert_same_rows(a: pa.Table, b: pa.Table) -> None:
             )
         else:
             assert x == y, name
+
+
+def synthetic_results(folder: Path, fmt: str = "parquet") -> Path:
+    """``synthetic_table`` written as ``folder/results.<fmt>``, as annotate would write it."""
+    from mmadfer_cli.table.writers import write_table
+
+    path = folder / f"results.{fmt}"
+    write_table(synthetic_table(), path, fmt)  # type: ignore[arg-type]
+    return path

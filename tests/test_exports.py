@@ -17,17 +17,14 @@ from mmadfer_cli.reporting.eaf import media_file, media_urls
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.reporting.subtitles import cues
 from mmadfer_cli.table import files as table_files
-from mmadfer_cli.table.writers import write_table
-from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_table
+from tests.results_helpers import VIDEO_A, VIDEO_B, synthetic_results, synthetic_table
 
 runner = CliRunner()
 
 
 @pytest.fixture()
 def results(tmp_path: Path) -> Path:
-    path = tmp_path / "results.csv"
-    write_table(synthetic_table(), path, "csv")
-    return path
+    return synthetic_results(tmp_path, "csv")
 
 
 def _export(kind: str, results: Path, out: Path, *extra: str) -> list[Path]:

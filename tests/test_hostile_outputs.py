@@ -22,28 +22,22 @@ from tests.results_helpers import (
     VIDEO_A,
     VIDEO_B,
     VIDEO_C,
+    synthetic_results,
     synthetic_rows,
-    synthetic_table,
 )
-from tests.test_overlay import _results, _write_video
+from tests.test_overlay import overlay_inputs
 
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return overlay_inputs(tmp_path_factory.mktemp("overlay"))
+
+
 @pytest.fixture()
 def results(tmp_path: Path) -> Path:
-    path = tmp_path / "results.parquet"
-    write_table(synthetic_table(), path, "parquet")
-    return path
-
-
-@pytest.fixture(scope="module")
-def overlay_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("overlay")
-    video, results = root / "square.mp4", root / "results.parquet"
-    _write_video(video)
-    _results(results, video)
-    return video, results
+    return synthetic_results(tmp_path, "parquet")
 
 
 def _unwritable(tmp_path: Path) -> Path:
@@ -71,13 +65,13 @@ def _impossible(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("command", ["report", "export eaf", "export srt", "export vtt", "overlay"])
 def test_an_out_that_cannot_be_written_is_one_line_and_exit_2(
     results: Path,
-    overlay_input: tuple[Path, Path],
+    made: tuple[Path, Path],
     tmp_path: Path,
     command: str,
     where: object,
 ) -> None:
     out = where(tmp_path)  # type: ignore[operator]
-    inputs = [str(p) for p in overlay_input] if command == "overlay" else [str(results)]
+    inputs = [str(p) for p in made] if command == "overlay" else [str(results)]
     target = out / "square.mp4" if command == "overlay" else out
     result = runner.invoke(app, [*command.split(), *inputs, "--out", str(target)])
     assert result.exit_code == 2, result.stderr

@@ -65,13 +65,17 @@ def _results(path: Path, video: Path) -> None:
     write_table(pa.Table.from_pylist(rows, schema=row_schema(CLASSES)), path, "parquet")
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("overlay")
+def overlay_inputs(root: Path) -> tuple[Path, Path]:
+    """A short video of a moving square and a result table for it, in ``root``."""
     video, results = root / "square.mp4", root / "results.parquet"
     _write_video(video)
     _results(results, video)
     return video, results
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return overlay_inputs(tmp_path_factory.mktemp("overlay"))
 
 
 def _frames(path: Path) -> list[np.ndarray]:

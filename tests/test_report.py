@@ -19,17 +19,14 @@ from mmadfer_cli.cli.app import app
 from mmadfer_cli.reporting.summary import covered_seconds, summarize, summarize_videos
 from mmadfer_cli.reporting.timeline import EMOTION_COLORS, plot_timeline
 from mmadfer_cli.table.read import read_results
-from mmadfer_cli.table.writers import write_table
-from tests.results_helpers import VIDEO_A, VIDEO_B, VIDEO_C, synthetic_table
+from tests.results_helpers import VIDEO_A, VIDEO_B, VIDEO_C, synthetic_results, synthetic_table
 
 runner = CliRunner()
 
 
 @pytest.fixture()
 def results(tmp_path: Path) -> Path:
-    path = tmp_path / "results.parquet"
-    write_table(synthetic_table(), path, "parquet")
-    return path
+    return synthetic_results(tmp_path, "parquet")
 
 
 def test_summary_equals_the_hand_computed_values(results: Path) -> None:

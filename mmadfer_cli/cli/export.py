@@ -59,10 +59,17 @@ def eaf(
 
     Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
     """
+    _export(results, out, quiet, lambda df: export_eaf(df, out, media_root))
+
+
+def _export(
+    results: Path, out: Path, quiet: bool, write: Callable[[pd.DataFrame], dict[str, Path]]
+) -> None:
+    """Read the table, check ``--out`` before any work, write the files, print them."""
     df = load_results(results)
     writable_folder(out)
     try:
-        written = export_eaf(df, out, media_root)
+        written = write(df)
     except FileHeldError as exc:
         raise usage_error(str(exc)) from exc
     except OSError as exc:
@@ -78,15 +85,7 @@ def _subtitles(fmt: str) -> Callable[..., None]:
             False, "--quiet", "-q", help="Print only errors. \\[default: off]"
         ),
     ) -> None:
-        df = load_results(results)
-        writable_folder(out)
-        try:
-            written = export_subtitles(df, out, fmt)
-        except FileHeldError as exc:
-            raise usage_error(str(exc)) from exc
-        except OSError as exc:
-            raise cannot_write(out, exc) from exc
-        _done(df, written, quiet)
+        _export(results, out, quiet, lambda df: export_subtitles(df, out, fmt))
 
     command.__doc__ = (
         f"{'SubRip' if fmt == 'srt' else 'WebVTT'} subtitles (.{fmt}), one per video: a cue per "
