@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -265,3 +266,24 @@ def test_a_final_table_held_open_says_which_file_and_why(
     assert isinstance(held.value, PermissionError)  # callers that handle OSError still do
     assert path.read_text() == "the old table, open in Excel\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+@pytest.mark.parametrize("form", ["r.parquet", "results/"])
+def test_plain_pandas_reads_integers_and_booleans_of_a_table_with_empty_rows(
+    tmp_path: Path, form: str
+) -> None:
+    # Error and no-face rows leave track_id, person_id, face_frames, has_audio empty: without
+    # pandas' metadata a plain pd.read_parquet turns them into float64 and object.
+    run = _run()
+    out = tmp_path / form
+    sink = outputs.open_sink(str(out), None, run, overwrite=False)
+    sink.write("a.mp4", _table("a.mp4", run))
+    error = row_making.error_row("b.mp4", None, "not a video")
+    sink.write("b.mp4", table_schema.rows_table([error], run.schema()))
+    sink.close(["a.mp4", "b.mp4"])
+    df = pd.read_parquet(out)
+    assert len(df) == 3 and df["track_id"].isna().sum() == 2  # a no-face row, an error row
+    for column in ("track_id", "person_id", "segment", "face_frames"):
+        assert str(df[column].dtype) == "Int32", column
+    assert str(df["has_audio"].dtype) == "boolean"
+    assert df.loc[df["status"] == "ok", "track_id"].tolist() == [0]

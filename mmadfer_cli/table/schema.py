@@ -87,6 +87,29 @@ class RunInfo:
         }
 
     def schema(self) -> pa.Schema:
-        """The result schema with this run's metadata attached."""
-        meta = {METADATA_KEY: json.dumps(self.to_json(), sort_keys=True).encode()}
-        return row_schema(self.class_names).with_metadata(meta)
+        """The result schema with this run's metadata attached (and pandas', see
+        ``pandas_metadata``)."""
+        schema = row_schema(self.class_names)
+        meta = {
+            METADATA_KEY: json.dumps(self.to_json(), sort_keys=True).encode(),
+            b"pandas": pandas_metadata(schema),
+        }
+        return schema.with_metadata(meta)
+
+
+_NULLABLE = {pa.int32(): ("int32", "Int32"), pa.bool_(): ("bool", "boolean")}
+
+
+def pandas_metadata(schema: pa.Schema) -> bytes:
+    """pandas' own metadata for the integer and boolean columns, so that a plain
+    ``pd.read_parquet`` gives them as nullable ``Int32`` and ``boolean`` (without it, a table
+    with error or no-face rows, where they are empty, reads as float64 and object)."""
+    columns = [
+        {"name": f.name, "field_name": f.name, "pandas_type": _NULLABLE[f.type][0],
+         "numpy_type": _NULLABLE[f.type][1], "metadata": None}
+        for f in schema
+        if f.type in _NULLABLE
+    ]  # fmt: skip
+    meta = {"index_columns": [], "column_indexes": [], "columns": columns,
+            "creator": {"library": "mmadfer"}}  # fmt: skip
+    return json.dumps(meta).encode()
