@@ -148,9 +148,12 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
                 "--reid-scope run cannot resume: the people of the videos done earlier are not "
                 "kept; rerun with --overwrite (or use --reid-scope video)"
             )
+        # A worker's thread count follows from the options alone, never from how much work there
+        # is: boxes shift by float rounding with it, and rows must not depend on --chunk.
+        threads = worker_threads(min(workers, max_workers()), device)
         if options.engine == "local":
             workers = _bounded_workers(options, workers, tasks, prepared.stages.chunks, events)
-        results = _engine(options, prepared, tasks, workers, device, report, events)
+        results = _engine(options, prepared, tasks, (workers, threads), report, events)
         _consume(results, prepared, sink, [path_text(v) for v in videos], report, events)
         if isinstance(sink, MemorySink):
             report.table = sink.table
@@ -314,12 +317,12 @@ def _engine(
     options: AnnotateOptions,
     prepared: Prepared,
     tasks: list[VideoTask],
-    workers: int,
-    device: torch.device,
+    workers: tuple[int, int | None],
     report: RunReport,
     events: RunEvents,
 ) -> Iterator[VideoResult]:
-    """The chosen engine's stream of finished videos."""
+    """The chosen engine's stream of finished videos (``workers``: the local engine's workers and
+    each one's PyTorch threads)."""
     if options.engine == "ray":
         from mmadfer_cli.run.engines.ray.driver import RayRun
         from mmadfer_cli.run.engines.ray.remote import ChunkSpec
@@ -333,9 +336,9 @@ def _engine(
                          reid.frames if reid else None)  # fmt: skip
         return ray_run.run(tasks, spec, events, report.stats)
     return run_pipeline(tasks, prepared.stages, prepared.run.class_names,
-                        batch_size=options.batch_size, workers=workers, events=events,
+                        batch_size=options.batch_size, workers=workers[0], events=events,
                         stats=report.stats,
-                        threads_per_worker=worker_threads(workers, device))  # fmt: skip
+                        threads_per_worker=workers[1])  # fmt: skip
 
 
 def _consume(
