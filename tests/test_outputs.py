@@ -21,6 +21,7 @@ from mmadfer_cli.run import rows as row_making
 from mmadfer_cli.table import files as table_files
 from mmadfer_cli.table import schema as table_schema
 from mmadfer_cli.table import sinks as outputs
+from mmadfer_cli.table.read import read_results
 
 CLASSES = ("happiness", "sadness", "neutral")
 
@@ -287,3 +288,20 @@ def test_plain_pandas_reads_integers_and_booleans_of_a_table_with_empty_rows(
         assert str(df[column].dtype) == "Int32", column
     assert str(df["has_audio"].dtype) == "boolean"
     assert df.loc[df["status"] == "ok", "track_id"].tolist() == [0]
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_a_text_output_keeps_its_provenance_beside_it_and_read_results_reads_it(
+    tmp_path: Path, name: str
+) -> None:
+    # CSV and JSONL hold no metadata: the model, checksum, settings and versions are in
+    # <out>.run.json, and read_results gives them as a Parquet file's.
+    run = _run(window=4.0)
+    out = tmp_path / name
+    sink = outputs.open_sink(str(out), None, run, overwrite=False)
+    sink.write("a.mp4", _table("a.mp4", run))
+    sink.close(["a.mp4"])
+    meta = read_results(out).attrs["mmadfer"]
+    assert meta["model"] == {"name": "tiny", "sha256": "ab" * 32, "class_names": list(CLASSES)}
+    assert meta["settings"] == run.settings and meta["tool_version"] == run.tool_version
+    assert (tmp_path / f"{name}.run.json").exists()

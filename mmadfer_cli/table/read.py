@@ -22,7 +22,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from mmadfer_cli.table.schema import METADATA_KEY, row_schema
-from mmadfer_cli.table.sinks import neutralised_csv
+from mmadfer_cli.table.sinks import neutralised_csv, run_record
 from mmadfer_cli.table.spreadsheet import restore_table
 from mmadfer_cli.table.writers import EXTENSIONS
 
@@ -204,15 +204,15 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """A result table from a ``.parquet``, ``.csv`` or ``.jsonl`` file or a results directory.
 
     Typed as ``annotate`` writes it (nullable integers, float32 probabilities);
-    a Parquet file's run metadata (model, settings, versions) is kept in
-    ``df.attrs["mmadfer"]``. Raises ``ResultsError`` for anything that is not a
+    the run's provenance (model, checksum, settings, versions: a Parquet file's metadata, or the
+    ``<out>.run.json`` beside a CSV or JSONL file) is kept in ``df.attrs["mmadfer"]``. Raises ``ResultsError`` for anything that is not a
     result table.
     """
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
     table = _read_table(path)
-    metadata = _parquet_metadata(table)
+    metadata = _parquet_metadata(table) or (run_record(path) if path.is_file() else None)
     df = table_frame(table)
     check_results(df, str(path))
     df = _conform(df, str(path))

@@ -186,14 +186,20 @@ def _beside_run_file(out: Path) -> Path:
     return out.with_name(out.name + ".run.json")
 
 
+def run_record(out: Path) -> dict[str, Any] | None:
+    """The provenance a CSV or JSONL output keeps beside it (``<out>.run.json``: model, checksum,
+    class names, settings, versions, as a Parquet file's metadata); None when there is none."""
+    try:
+        record = json.loads(_beside_run_file(out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def neutralised_csv(out: Path) -> bool:
     """Whether the CSV file ``out`` was written for spreadsheets (its run file says so): its
     text cells that begin with a quote have one more than their true text."""
-    beside = _beside_run_file(out)
-    try:
-        return bool(json.loads(beside.read_text(encoding="utf-8")).get(_SPREADSHEET_KEY))
-    except (OSError, ValueError, AttributeError):
-        return False
+    return bool((run_record(out) or {}).get(_SPREADSHEET_KEY))
 
 
 def _read_back(out: Path, fmt: Format, schema: pa.Schema) -> pa.Table:
