@@ -44,6 +44,7 @@ from mmadfer_cli.run.engines.local import (
     run_pipeline,
     worker_threads,
 )
+from mmadfer_cli.run.engines.ray.connect import RayUnavailableError
 from mmadfer_cli.run.errors import PipelineError, os_reason
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
 from mmadfer_cli.run.prepare import Prepared, prepare
@@ -193,11 +194,7 @@ def _setup(
             device = resolve_device(options.device)
             precision = resolve_precision(options.precision, device)
         workers = options.workers or default_workers(device)
-    except (PathNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
-    except RuntimeError as exc:  # Ray missing or unreachable (RayUnavailableError)
-        if type(exc).__name__ != "RayUnavailableError":
-            raise
+    except (PathNotFoundError, ValueError, RayUnavailableError) as exc:
         raise UsageError(str(exc)) from exc
     if device.type == "cpu":
         keep_freed_memory()
