@@ -291,8 +291,8 @@ def run_pipeline(
 
 WORKERS_PER_CORE, MAX_WORKERS = 4, 64
 """The most workers worth their memory: each holds its own face detector and embedder (about
-35 MiB on the CPU, measured) and a segment's frames (up to 0.5 GiB on 4K video, README's
-Memory), and more than a few per core only wait for a core."""
+35 MiB on the CPU, measured) and a segment's frames (up to 0.5 GiB on 4K video, Memory in
+docs/BENCHMARKS.md), and more than a few per core only wait for a core."""
 
 
 def max_workers() -> int:
