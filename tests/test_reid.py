@@ -147,6 +147,17 @@ def test_a_cut_inside_a_segment_counts_it_for_the_face_seen_longer() -> None:
     assert [p for _, p in _people(rows)] == [0, 0, 0, 1]
 
 
+def test_people_first_seen_together_are_numbered_by_their_lowest_track_id() -> None:
+    a, c, d = np.zeros(128), np.full(128, 0.1), np.full(128, -0.1)
+    # Track 2 is a shot/reverse-shot (c, a, c, ... from segment 2), track 3 (d) beside it. The
+    # clusters' labels, {0, 2, 9}, iterate as 0, 9, 2: set order would put track 3 first.
+    shots = [r for s in range(2, 9) for r in _rows(2, range(s, s + 1), (c, a)[s % 2])]
+    rows = _rows(0, range(1), a) + _rows(1, range(1, 2), a) + shots + _rows(3, range(2, 9), d)
+    People().assign(rows)
+    ids = {r["track_id"]: r["person_id"] for r in rows}
+    assert ids[0] == ids[1] == 0 and ids[2] == 1 and ids[3] == 2
+
+
 def test_run_scope_matches_people_across_videos() -> None:
     a, b = np.zeros(128), np.full(128, 0.1)
     people = People(ReidSettings(scope="run"))

@@ -248,7 +248,8 @@ class People:
         return rows
 
     def _people(self, pieces: list[_Piece]) -> list[int]:
-        """A person number per piece: per video in order of first appearance, or the gallery's."""
+        """A person number per piece: per video in order of first appearance (then of the lowest
+        track id), or the gallery's."""
         if not pieces:
             return []
         seen = np.array([bool(p.vectors) for p in pieces])
@@ -259,7 +260,13 @@ class People:
         last = np.array([max(p.times) if p.times else p.rows[-1]["end_s"] for p in pieces])
         apart = _overlap(first, last) | ~seen[:, None] | ~seen[None]
         labels = cluster(means, weights, apart, self.settings.threshold)
-        order = sorted(set(labels.tolist()), key=lambda c: first[labels == c].min())
+        # Ties at first appearance follow the track numbering (faces in the order first found),
+        # not the iteration order of a set of labels.
+        tracks = np.array([p.track_id for p in pieces])
+        order = sorted(
+            set(labels.tolist()),
+            key=lambda c: (first[labels == c].min(), tracks[labels == c].min()),
+        )
         if self.settings.scope == "video":
             number = {c: k for k, c in enumerate(order)}
             return [number[c] for c in labels.tolist()]
