@@ -32,7 +32,7 @@ def test_engine_ray_without_ray_says_how_to_install(
     args = ["annotate", str(SAMPLE_VIDEOS / "single_speaker.mp4"), "--out", str(tmp_path / "r.csv")]
     result = runner.invoke(app, [*args, "--engine", "ray"], env={"MMADFER_HOME": str(home)})
     assert result.exit_code == 2
-    assert 'pip install "mmadfer-cli[ray]"' in result.stderr and "Traceback" not in result.stderr
+    assert 'pip install -e ".[ray]"' in result.stderr and "Traceback" not in result.stderr
 
 
 def _free_port() -> int:

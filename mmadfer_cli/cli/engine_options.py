@@ -6,8 +6,8 @@ from __future__ import annotations
 
 ENGINE_HELP = (
     "local: this machine's threads. ray: a Ray cluster "
-    r'(pip install "mmadfer-cli\[ray]"): chunks run as Ray tasks, the model (and the face detector '
-    "on GPUs) in one actor per GPU."
+    r'(from the clone: pip install -e ".\[ray]"): chunks run as Ray tasks, the model (and the face '
+    "detector on GPUs) in one actor per GPU."
 )
 RAY_ADDRESS_HELP = (
     r"With --engine ray: the cluster to join (auto, or HOST:PORT). \[default: RAY_ADDRESS, else "

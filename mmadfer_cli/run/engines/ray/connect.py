@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mmadfer_cli.model.inference import Bfloat16Mode
 
-INSTALL_HINT = 'the Ray engine needs the "ray" extra: pip install "mmadfer-cli[ray]" (or pip install -e ".[ray]")'
+INSTALL_HINT = 'the Ray engine needs the "ray" extra: pip install -e ".[ray]" in the clone'
 
 
 class RayUnavailableError(RuntimeError):
