@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmadfer_cli.plural import counted
 from mmadfer_cli.run.options import DEFAULTS as D
 from mmadfer_cli.run.options import ENGINES, AnnotateOptions, UsageError
 from mmadfer_cli.run.progress import ProgressEvents, RunEvents
@@ -99,10 +100,12 @@ def annotate(
     if report.stop is not None:
         raise RunStopped(report.stop.message) from report.stop.exception
     problems = [f"{name}: {reason}" for name, reason in report.failures]
-    problems += [f"{name}: damaged stretches ({len(d)} segments)" for name, d in report.damage]
+    problems += [
+        f"{name}: damaged stretches ({counted(len(d), 'segment')})" for name, d in report.damage
+    ]
     if problems:
         warnings.warn(
-            f"{len(problems)} video(s) failed or are damaged (their rows say why): "
+            f"{counted(len(problems), 'video')} failed or damaged (their rows say why): "
             + "; ".join(problems),
             stacklevel=2,
         )

@@ -188,7 +188,7 @@ def test_sigterm_keeps_finished_videos_releases_the_lock_and_resumes(
     assert proc.returncode == 143, err
     (line,) = [text for text in err.splitlines() if "Terminated" in text]
     assert line == (
-        "Terminated: SIGTERM: 1 finished video(s) are kept; rerun the same command to resume."
+        "Terminated: SIGTERM: 1 finished video is kept; rerun the same command to resume."
     )
     assert "Traceback" not in err
     assert not (tmp_path / "results.parquet.lock").exists()
@@ -284,12 +284,12 @@ def test_mixed_folder_gives_error_rows_and_exit_1(home: Path, tmp_path: Path) ->
         (row,) = by_video[bad]
         assert row["status"] == "error" and row["error"] and row["segment"] is None, bad
         assert bad in err  # listed at the end with its reason
-    assert "3 video(s) failed" in err
+    assert "3 videos failed" in err
     # A file cut short keeps the segments before the cut.
     cut = by_video["e_cut_short.mp4"]
     assert [(r["segment"], r["status"]) for r in cut] == [(0, "ok"), (1, "error"), (2, "error")]
     assert "cut short" in cut[2]["error"]
-    assert "1 video(s) have damaged stretches" in err and "e_cut_short.mp4: 2 segment(s)" in err
+    assert "Damaged stretches in 1 video" in err and "e_cut_short.mp4: 2 segments" in err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes and devices are POSIX")
@@ -444,7 +444,7 @@ def test_disk_full_keeps_finished_videos_and_resume_completes(
     code, _, err = _annotate(home, *videos, "--out", str(out), *ONE_SEGMENT)
     assert code == 3 and "Traceback" not in err
     assert "cannot write the results: No space left on device" in err
-    assert f"1 finished video(s) are kept in {out}.parts" in err and "rerun the same command" in err
+    assert f"1 finished video is kept in {out}.parts" in err and "rerun the same command" in err
     parts = tmp_path / "r.parquet.parts"
     assert [p.suffix for p in parts.iterdir() if p.name != "run.json"] == [".parquet"]  # no debris
     assert not out.exists() and not (tmp_path / "r.parquet.lock").exists()
@@ -495,7 +495,7 @@ def test_a_failing_model_stops_the_run_in_one_line_and_resume_continues(
     assert (
         f"internal error in the model while annotating {videos[1]}: "
         "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB; "
-        "1 finished video(s) are kept; rerun the same command to resume." in " ".join(err.split())
+        "1 finished video is kept; rerun the same command to resume." in " ".join(err.split())
     )
     monkeypatch.setattr(inference, "predict_proba", predict)
     code, _, err = _annotate(home, *videos, "--out", f"{out}/", *ONE_SEGMENT)

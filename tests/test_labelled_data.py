@@ -95,7 +95,7 @@ def test_annotation_list_reports_every_bad_line(tmp_path):
     with pytest.raises(DataError) as error:
         read_annotation_list(listing, CLASSES)
     message = str(error.value)
-    assert "5 bad line(s)" in message
+    assert "5 bad lines" in message
     for number in (2, 4, 5, 6, 7):
         assert f"line {number}:" in message
     assert "line 1:" not in message
@@ -121,7 +121,7 @@ def test_video_csv_formats_and_bad_lines(tmp_path):
     with pytest.raises(DataError) as error:
         read_video_csv(spans, CLASSES)
     message = str(error.value)
-    assert "4 bad line(s)" in message
+    assert "4 bad lines" in message
     for number in (3, 4, 5, 6):
         assert f"line {number}:" in message
     assert "line 2:" not in message

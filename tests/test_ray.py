@@ -109,8 +109,8 @@ def test_ray_gives_the_local_engines_rows_and_error_rows(
     out = tmp_path / "rows.parquet"
     done = _run(home, folder, out, "--engine", "ray", "--ray-address", cluster["address"])
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "2 video(s) failed" in done.stderr and "object store peak" in done.stderr
-    assert "1 video(s) have damaged stretches" in done.stderr
+    assert "2 videos failed" in done.stderr and "object store peak" in done.stderr
+    assert "Damaged stretches in 1 video" in done.stderr
     # The summary counts the model's batches (at most --batch-size 4 clips each).
     per_batch = re.search(r"in \d+ batches \(([\d.]+) clips per batch", done.stderr)
     assert per_batch and 0 < float(per_batch[1]) <= 4, done.stderr
@@ -170,7 +170,7 @@ def test_doctor_checks_every_node(home: Path, cluster: dict[str, str]) -> None:
     env = {**os.environ, "MMADFER_HOME": str(home), "COLUMNS": "200"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 node(s), 2 CPUs, 0 GPUs" in done.stdout
+    assert "1 node, 2 CPUs, 0 GPUs" in done.stdout
     assert "tiny model ran, read 3 frames of single_speaker.mp4" in done.stdout
 
 

@@ -132,7 +132,7 @@ def test_report_refuses_what_is_not_a_result_table(tmp_path: Path) -> None:
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     result = runner.invoke(app, ["report", str(tmp_path / "other.csv"), "--out", str(tmp_path)])
     assert result.exit_code == 2
-    assert "missing column(s) video" in result.stderr and "Traceback" not in result.stderr
+    assert "missing columns video" in result.stderr and "Traceback" not in result.stderr
 
 
 def _chromium() -> str:

@@ -76,7 +76,7 @@ def test_what_is_not_a_result_table_is_refused_with_the_reason(tmp_path: Path) -
     cases = {
         "video.mp4": (b"\x00\x00\x00\x18ftypmp42", "not a result table"),
         "garbage.parquet": (b"not parquet at all", "not a readable parquet result table"),
-        "other.csv": (b"name,score\nx,1\n", "missing column(s) video, video_id"),
+        "other.csv": (b"name,score\nx,1\n", "missing columns video, video_id"),
         "bad.jsonl": (b'{"video": "a.mp4"\n', "not a readable jsonl result table"),
     }
     for name, (data, expected) in cases.items():

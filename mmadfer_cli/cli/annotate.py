@@ -19,6 +19,7 @@ from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.media.video import seconds_span
 from mmadfer_cli.model.inference import PRECISION_CHOICES
+from mmadfer_cli.plural import counted
 from mmadfer_cli.run.options import DEFAULTS as D
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
 from mmadfer_cli.run.progress import ProgressEvents, skipped_summary
@@ -61,8 +62,8 @@ def _summary(report: RunReport) -> None:
     videos = len(results)
     if not videos:
         _err.print(
-            f"Nothing to do: all {skipped} videos were done by an earlier run of this command "
-            f"(--overwrite starts again). Results: {escape(where)}"
+            f"Nothing to do: {counted(skipped, 'video')}, all done by an earlier run of this "
+            f"command (--overwrite starts again). Results: {escape(where)}"
         )
         return
     failed = sum(r.error is not None for r in results)
@@ -72,8 +73,9 @@ def _summary(report: RunReport) -> None:
     rate = segments / wall if wall > 0 else 0.0
     resumed = f", {skipped} already done" if skipped else ""
     _err.print(
-        f"Annotated {videos - failed} of {videos} videos{resumed}: {segments} segments, "
-        f"{tracks} person tracks, {stats.clips} face clips, {failed} failed"
+        f"Annotated {videos - failed} of {counted(videos, 'video')}{resumed}: "
+        f"{counted(segments, 'segment')}, {counted(tracks, 'person track')}, "
+        f"{counted(stats.clips, 'face clip')}, {failed} failed"
         f"{f', {damaged} with damaged stretches' if damaged else ''}; "
         f"{wall:.1f} s ({rate:.2f} segments/s). Results: {escape(where)}"
     )
@@ -81,7 +83,7 @@ def _summary(report: RunReport) -> None:
         # Where the time went, to tune --workers and --batch-size: a model busy most of the
         # wall time wants a faster device; a model mostly idle wants more workers.
         _err.print(
-            f"Time: model {stats.model_s:.1f} s in {stats.batches} batches "
+            f"Time: model {stats.model_s:.1f} s in {counted(stats.batches, 'batch', 'batches')} "
             f"({stats.clips / stats.batches:.1f} clips per batch, busy "
             f"{100 * stats.model_s / wall if wall > 0 else 0:.0f}% of the wall time); "
             f"decoding, faces and audio {stats.produce_s:.1f} s summed over the workers.",
@@ -354,18 +356,18 @@ def _report(report: RunReport, quiet: bool, debug: bool) -> None:
         _summary(report)
     if report.ray is not None and not quiet:
         _err.print(
-            f"Ray: {report.ray.services} service actor(s); object store peak "
+            f"Ray: {counted(report.ray.services, 'service actor')}; object store peak "
             f"{report.ray.object_store_peak / 2**20:.0f} MiB."
         )
     if report.damage:
         _err.print(
-            f"[yellow]{len(report.damage)} video(s) have damaged stretches[/] "
+            f"[yellow]Damaged stretches in {counted(len(report.damage), 'video')}[/] "
             "(their segments there are error rows, the others are annotated):"
         )
         for name, stretches in report.damage:
             _err.print(f"  {escape(terminal_text(_damage_line(name, stretches)))}", soft_wrap=True)
     if report.failures:
-        _err.print(f"[red]{len(report.failures)} video(s) failed:[/]")
+        _err.print(f"[red]{counted(len(report.failures), 'video')} failed:[/]")
         for name, reason in report.failures:
             # Media errors already start with the path; do not print it twice.
             line = reason if reason.startswith(name) else f"{name}: {reason}"
@@ -381,8 +383,8 @@ def _damage_line(name: str, stretches: list[tuple[float, float, str]]) -> str:
     start, end = stretches[0][0], stretches[-1][1]
     first = "" if len(stretches) == 1 else "first: "
     return (
-        f"{name}: {len(stretches)} segment(s) in {seconds_span(start, end)} could not be read; "
-        f"{first}{stretches[0][2]}"
+        f"{name}: {counted(len(stretches), 'segment')} in {seconds_span(start, end)} could not "
+        f"be read; {first}{stretches[0][2]}"
     )
 
 

@@ -18,6 +18,7 @@ from mmadfer_cli.cli.common import (
     writable_folder,
 )
 from mmadfer_cli.media.discover import terminal_text
+from mmadfer_cli.plural import counted
 from mmadfer_cli.reporting.exports import export_eaf, export_subtitles
 from mmadfer_cli.table.files import FileHeldError
 
@@ -39,7 +40,7 @@ def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
             name = escape(terminal_text(video))
             err.print(f"[yellow]skipped[/] {name}: it could not be read", soft_wrap=True)
     if not quiet:
-        err.print(f"Wrote {len(written)} file(s).")
+        err.print(f"Wrote {counted(len(written), 'file')}.")
 
 
 @app.command("eaf")

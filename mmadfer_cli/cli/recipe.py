@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmadfer_cli.model.devices import resolve_device
+from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe.labelled_data import DataError, VideoSpanClip
 
 console = Console(stderr=True)
@@ -86,7 +87,10 @@ def _dataset(
     clips = read_labelled(path, class_names, audio_template, root)
     silent = sum(1 for c in clips if getattr(c, "wav", "") is None)
     if silent:
-        _say(f"{path}: {silent} of {len(clips)} clips have no WAV; they get the zero filterbank")
+        _say(
+            f"{path}: no WAV for {silent} of {counted(len(clips), 'clip')}; they get the zero "
+            "filterbank"
+        )
     spans = [c for c in clips if isinstance(c, VideoSpanClip)]
     loader = None
     if spans:
@@ -162,7 +166,7 @@ def evaluate(
     except ValueError as error:
         raise _fail(str(error)) from None
     model.to(target)
-    _say(f"evaluating {info.name} on {len(dataset)} clips from {data} ({target})")
+    _say(f"evaluating {info.name} on {counted(len(dataset), 'clip')} from {data} ({target})")
     try:
         with _progress() as update:
             result = predict(
@@ -183,7 +187,7 @@ def evaluate(
     )
     _say(
         f"WAR {summary['war_percent']:.2f}  UAR {summary['uar_percent']:.2f}  "
-        f"({metrics.total} clips; files in {out})"
+        f"({counted(metrics.total, 'clip')}; files in {out})"
     )
     sys.stdout.write(json.dumps(summary) + "\n")
 

@@ -7,6 +7,8 @@ import threading
 
 import torch
 
+from mmadfer_cli.plural import counted
+
 _CHOICES = "auto, cpu, cuda, cuda:N or mps"
 # PyTorch's MPS backend crashes the process (SIGSEGV, or a Metal assertion) when two threads run
 # work on it at once (pytorch/pytorch#197805, open in torch 2.14 and 2.15); the pipeline runs the
@@ -42,7 +44,7 @@ def resolve_device(name: str, local_rank: int = 0, *, apple_gpu: bool = True) ->
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
-                f"--device {name}: only {torch.cuda.device_count()} GPU(s) are visible"
+                f"--device {name}: only {counted(torch.cuda.device_count(), 'GPU')} visible"
             )
     elif device.type == "mps" and apple_gpu:
         if not torch.backends.mps.is_available():

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from mmadfer_cli.media.segments import official_frame_indices
+from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe import augment
 from mmadfer_cli.recipe.labelled_data import (
     DataError,
@@ -102,7 +103,7 @@ class LabelledClipDataset(Dataset):
             indices = official_frame_indices(clip.num_frames)
         if max(indices) >= len(files):
             raise DataError(
-                f"line {clip.line}: {clip.folder} has {len(files)} frames, "
+                f"line {clip.line}: {clip.folder} has {counted(len(files), 'frame')}, "
                 f"the list says {clip.num_frames}"
             )
         return load_frames([files[i] for i in indices]), clip_fbank(clip)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmadfer_cli.plural import counted
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_REPORTED_ERRORS = 20
 
@@ -103,7 +105,9 @@ def _raise_collected(path: Path, errors: list[str]) -> None:
         shown = errors[:MAX_REPORTED_ERRORS]
         more = len(errors) - len(shown)
         tail = f"\n  ... and {more} more" if more else ""
-        raise DataError(f"{path}: {len(errors)} bad line(s):\n  " + "\n  ".join(shown) + tail)
+        raise DataError(
+            f"{path}: {counted(len(errors), 'bad line')}:\n  " + "\n  ".join(shown) + tail
+        )
 
 
 def read_annotation_list(

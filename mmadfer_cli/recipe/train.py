@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.model.inference import Precision, autocast, resolve_precision
+from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe.dataset import LabelledClipDataset
 from mmadfer_cli.recipe.evaluate import Metrics, compute_metrics, predict
 
@@ -209,7 +210,7 @@ def train(
         best = float(state["best"])
         log(f"resuming at epoch {start_epoch + 1} of {settings.epochs}")
     log(
-        f"training {len(trainable)} parameter tensors "
+        f"training {counted(len(trainable), 'parameter tensor')} "
         f"({sum(p.numel() for p in parameters):,} values) on {device}"
         + (f" x {world} processes" if world > 1 else "")
     )
@@ -229,7 +230,8 @@ def train(
     )
     if len(loader) == 0:
         raise ValueError(
-            f"{len(train_data)} training clips make no full batch of {settings.batch_size}"
+            f"{counted(len(train_data), 'training clip')} make no full batch of "
+            f"{settings.batch_size}"
         )
 
     for epoch in range(start_epoch, settings.epochs):

@@ -32,6 +32,7 @@ from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.tracking import fill_gaps
 from mmadfer_cli.media.segments import official_frame_indices, window_frames
 from mmadfer_cli.media.video import MediaError, Video, open_video, video_id
+from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe import augment
 from mmadfer_cli.recipe.labelled_data import DataError, VideoSpanClip
 from mmadfer_cli.run.clips import ClipSettings, iter_video_clips
@@ -212,5 +213,5 @@ def extract_span_clips(
         if progress is not None:
             progress(done, len(clips))
     if errors:
-        raise DataError(f"{len(errors)} bad video row(s):\n  " + "\n  ".join(errors))
+        raise DataError(f"{counted(len(errors), 'bad video row')}:\n  " + "\n  ".join(errors))
     return SpanClips(spans)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mmadfer_cli.media.discover import terminal_text
+from mmadfer_cli.plural import counted
 from mmadfer_cli.reporting.summary import dominant_label
 from mmadfer_cli.table.read import (
     PROB_PREFIX,
@@ -138,7 +139,7 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
         else ""
     )
     fig.suptitle(
-        _short(f"{terminal_text(video)}: {len(persons)} person(s){no_face_share}"), fontsize="medium", x=0.01,
+        _short(f"{terminal_text(video)}: {counted(len(persons), 'person', 'people')}{no_face_share}"), fontsize="medium", x=0.01,
         ha="left"
     )  # fmt: skip
     return fig

@@ -34,6 +34,7 @@ from mmadfer_cli.model.compiled import CompileError
 from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.model.inference import resolve_precision
 from mmadfer_cli.model.registry import RegistryError
+from mmadfer_cli.plural import agree, counted
 from mmadfer_cli.run.allocator import keep_freed_memory
 from mmadfer_cli.run.clips import ClipSettings, settings_detector
 from mmadfer_cli.run.engines.local import (
@@ -141,7 +142,7 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
         report = RunReport(prepared.run, detection=prepared.detection)
         tasks = _not_done(videos, sink, report)
         if report.skipped:
-            new = f"{len(tasks)} new video{'' if len(tasks) == 1 else 's'}"
+            new = counted(len(tasks), "new video")
             events.note(f"{new}, {report.skipped} already done by an earlier run of this output.")
         reid = options.reid_settings()
         if report.skipped and tasks and reid is not None and reid.scope == "run":
@@ -366,8 +367,10 @@ def _consume(
         report.where = sink.close(all_videos)
     except (KeyboardInterrupt, Terminated) as exc:
         results.close()
+        done = len(report.results)
         kept = (
-            f"{len(report.results)} finished video(s) are kept; rerun the same command to resume."
+            f"{counted(done, 'finished video')} {agree(done, 'is', 'are')} kept; rerun the same "
+            "command to resume."
         )
         if isinstance(exc, Terminated):
             report.stop = Stop("terminated", f"{exc.signal_name}: {kept}")
@@ -379,10 +382,14 @@ def _consume(
         report.stop = Stop("broken pipe", "the reader of stdout went away")
     except OSError as exc:  # disk full, no permission, a file system gone read-only
         results.close()
-        held = f" are kept in {sink.durable}" if sink.durable else " were written"
+        kept, n = _kept(report, count, all_videos)
+        if sink.durable:
+            held = f" {agree(n, 'is', 'are')} kept in {sink.durable}"
+        else:
+            held = f" {agree(n, 'was', 'were')} written"
         report.stop = Stop(
             "write",
-            f"cannot write the results: {os_reason(exc)}{_kept(report, count, all_videos)}{held}."
+            f"cannot write the results: {os_reason(exc)}{kept}{held}."
             " Free some space or fix the permissions, then rerun the same command to resume.",
             exc,
         )
@@ -390,9 +397,10 @@ def _consume(
         results.close()
         text = str(exc) if isinstance(exc, PipelineError) else f"internal error: {exc!r}"
         cause = exc.cause if isinstance(exc, PipelineError) else exc
+        kept, n = _kept(report, count, all_videos)
         report.stop = Stop(
             "internal",
-            f"{path_text(text)}{_kept(report, count, all_videos)} are kept; "
+            f"{path_text(text)}{kept} {agree(n, 'is', 'are')} kept; "
             "rerun the same command to resume.",
             cause,
         )
@@ -401,8 +409,10 @@ def _consume(
         report.wall_s = time.perf_counter() - started
 
 
-def _kept(report: RunReport, count: int, all_videos: list[str]) -> str:
-    """``; N finished video(s)`` (this run's and earlier runs')."""
+def _kept(report: RunReport, count: int, all_videos: list[str]) -> tuple[str, int]:
+    """``; N finished videos`` (this run's and earlier runs'), and N for the verb that follows."""
     if not report.results:
-        return f"; {len(all_videos) - count} video(s) done before this run"
-    return f"; {len(report.results) + len(all_videos) - count} finished video(s)"
+        n = len(all_videos) - count
+        return f"; {counted(n, 'video')} done before this run", n
+    n = len(report.results) + len(all_videos) - count
+    return f"; {counted(n, 'finished video')}", n

@@ -21,6 +21,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from mmadfer_cli.plural import agree
 from mmadfer_cli.table.schema import METADATA_KEY, row_schema
 from mmadfer_cli.table.sinks import neutralised_csv, run_record
 from mmadfer_cli.table.spreadsheet import restore_table
@@ -183,14 +184,15 @@ def check_results(df: pd.DataFrame, where: str = "the table", needs: Sequence[st
     missing = [c for c in (*REQUIRED_COLUMNS, *needs) if c not in df.columns]
     if missing:
         raise ResultsError(
-            f"{where} is not an mmadfer result table: missing column(s) {', '.join(missing)}"
+            f"{where} is not an mmadfer result table: missing "
+            f"{agree(len(missing), 'column')} {', '.join(missing)}"
         )
     if not class_names(df):
         raise ResultsError(f"{where} has no class probability columns (prob_<class>)")
     odd = sorted(set(df["status"].dropna().astype(str)) - STATUSES)
     if odd:
         raise ResultsError(
-            f"{where} has unknown status value(s) {', '.join(map(repr, odd))}; "
+            f"{where} has unknown status {agree(len(odd), 'value')} {', '.join(map(repr, odd))}; "
             f"expected {', '.join(sorted(STATUSES))}"
         )
 

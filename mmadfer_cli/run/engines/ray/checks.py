@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 import mmadfer_cli
+from mmadfer_cli.plural import counted
 
 
 def probe_node(video: str) -> str:
@@ -26,7 +27,8 @@ def probe_node(video: str) -> str:
     gpus = torch.cuda.device_count()
     return (
         f"{socket.gethostname()}: mmadfer {mmadfer_cli.__version__}, torch {torch.__version__}, "
-        f"{gpus} CUDA device(s) visible, tiny model ran, read {len(frames)} frames of "
+        f"{counted(gpus, 'CUDA device')} visible, tiny model ran, read "
+        f"{counted(len(frames), 'frame')} of "
         f"{Path(video).name} ({time.perf_counter() - t0:.1f} s)"
     )
 
