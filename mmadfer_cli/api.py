@@ -50,6 +50,7 @@ def annotate(
     window: float = D.window,
     stride: float | None = D.stride,
     min_segment: float = D.min_segment,
+    soundtrack: str = D.soundtrack,
     detector: str = D.detector,
     face_models: str | os.PathLike[str] | None = D.face_models,
     face_threshold: float = D.face_threshold,
@@ -76,7 +77,9 @@ def annotate(
     ``.parquet``, ``.csv`` or ``.jsonl`` file, a folder, or ``-`` for CSV on stdout) the
     rows are written as each video finishes and a second call with the same ``out`` resumes
     (``resume=False`` starts again); the table returned is then the whole output. ``progress``
-    shows a progress bar on stderr. The run's settings, model and versions are in
+    shows a progress bar on stderr. ``soundtrack="silent"`` gives every face the sound of a
+    video without audio, so that no speaker's voice colours a listener's label (lower accuracy;
+    see README "Scientific use and limits"). The run's settings, model and versions are in
     ``df.attrs["mmadfer"]``, as in a Parquet file's metadata. Videos that failed or have
     damaged stretches give a warning (their rows say why); a run stopped early raises
     ``RunStopped`` (finished videos are kept in ``out``).
@@ -88,7 +91,8 @@ def annotate(
         device=device, precision=precision, batch_size=batch_size, workers=workers,
         engine=engine, ray_address=ray_address, actors_per_gpu=actors_per_gpu, chunk=chunk,
         compile=compile, window=window, stride=stride, min_segment=min_segment,
-        detector=detector, face_models=None if face_models is None else Path(face_models),
+        soundtrack=soundtrack, detector=detector,
+        face_models=None if face_models is None else Path(face_models),
         face_threshold=face_threshold, min_face_size=min_face_size, max_faces=max_faces,
         min_face_frames=min_face_frames, track_iou=track_iou, max_gap=max_gap, reid=reid,
         reid_threshold=reid_threshold, reid_scope=reid_scope, recursive=recursive,

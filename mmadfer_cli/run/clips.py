@@ -33,6 +33,10 @@ from mmadfer_cli.media.video import (
     open_video,
 )
 
+SOUNDTRACKS = ("video", "silent")
+"""What the model hears in a segment: the video's own sound, or the silence a video without an
+audio track gets (every face then judged on its face alone: no speaker's voice colours a
+listener's label)."""
 DETECT_MAX_SIDE = 1920  # larger frames are shrunk for face detection (see detect_faces)
 DETECT_CPU_PIXELS = 1 << 22  # pixels per detector call on the CPU (about two 1080p frames)
 
@@ -52,6 +56,7 @@ class ClipSettings:
     max_gap_s: float = 1.0  # a track unseen for longer ends
     detector: str = "auto"
     face_models: Path | None = None
+    soundtrack: str = "video"  # one of SOUNDTRACKS
 
 
 def settings_detector(settings: ClipSettings, device: torch.device) -> FaceDetector:
@@ -107,9 +112,14 @@ def plan(video: Video, settings: ClipSettings) -> list[Segment]:
     )
 
 
-def segment_fbank(video: Video, segment: Segment) -> tuple[bool, torch.Tensor]:
-    """(has_audio, fbank) of a segment; the official zero filterbank when there is no sound."""
-    waveform = video.audio(segment.audio_start_s, segment.audio_end_s)
+def segment_fbank(
+    video: Video, segment: Segment, soundtrack: str = "video"
+) -> tuple[bool, torch.Tensor]:
+    """(has_audio, fbank) of a segment; the official zero filterbank when there is no sound, and
+    with the ``silent`` soundtrack, which takes the path of a video without an audio track."""
+    waveform = (
+        None if soundtrack == "silent" else video.audio(segment.audio_start_s, segment.audio_end_s)
+    )
     if waveform is None or waveform.shape[1] == 0:
         return False, silent_fbank()
     return True, waveform_fbank(torch.from_numpy(waveform), video.info.sample_rate)
@@ -296,7 +306,8 @@ def iter_video_clips(
             if why is None:
                 item = _segment_clips(video, segment, decoded, seen, settings)
             else:
-                item = SegmentClips(segment, video.info.has_audio, silent_fbank(), [], error=why)
+                heard = video.info.has_audio and settings.soundtrack != "silent"
+                item = SegmentClips(segment, heard, silent_fbank(), [], error=why)
             if k + 1 < len(segments):  # forget frames no later segment samples
                 keep = segments[k + 1].frame_indices[0]
                 seen = {i: v for i, v in seen.items() if i >= keep}
@@ -317,7 +328,7 @@ def _segment_clips(
     positions = np.searchsorted(unique, segment.frame_indices)
     faces = _face_clips(segment, unique, positions, frames, seen, settings)
     try:
-        has_audio, fbank = segment_fbank(video, segment)
+        has_audio, fbank = segment_fbank(video, segment, settings.soundtrack)
     except DamagedAudioError as error:
         return SegmentClips(segment, True, silent_fbank(), [], error=str(error))
     return SegmentClips(segment, has_audio, fbank, faces)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mmadfer_cli.faces import DETECTORS
 from mmadfer_cli.model.inference import PRECISION_CHOICES
-from mmadfer_cli.run.clips import ClipSettings
+from mmadfer_cli.run.clips import SOUNDTRACKS, ClipSettings
 from mmadfer_cli.run.reid import DEFAULT_THRESHOLD, SCOPES, ReidSettings
 from mmadfer_cli.table.writers import FORMATS, OutputError, detect_format
 
@@ -46,6 +46,7 @@ class AnnotateOptions:
     window: float = 3.0
     stride: float | None = None
     min_segment: float = 1.0
+    soundtrack: str = "video"  # silent: every face gets the sound of a video without audio
     detector: str = "auto"
     face_models: Path | None = None
     face_threshold: float = 0.5
@@ -70,6 +71,7 @@ class AnnotateOptions:
             ("--detector", self.detector, DETECTORS),
             ("--reid-scope", self.reid_scope, SCOPES),
             ("--engine", self.engine, ENGINES),
+            ("--soundtrack", self.soundtrack, SOUNDTRACKS),
         )
         for flag, value, allowed in choices:
             if value is not None and value not in allowed:
@@ -123,6 +125,7 @@ class AnnotateOptions:
             max_gap_s=self.max_gap,
             detector=self.detector,
             face_models=Path(self.face_models) if self.face_models is not None else None,
+            soundtrack=self.soundtrack,
         )
 
     def reid_settings(self) -> ReidSettings | None:

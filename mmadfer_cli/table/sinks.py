@@ -112,6 +112,10 @@ class StdoutCsvSink(Sink):
         return None
 
 
+SETTINGS_ADDED = {"soundtrack": "video"}
+"""Settings that outputs written before them do not record, with the value those runs had."""
+
+
 def _check_run(run_file: Path, run: RunInfo, overwrite: bool, where: Path) -> None:
     """Refuse to mix rows of a different model or settings into a resumed output."""
     if not run_file.exists() or overwrite:
@@ -129,14 +133,16 @@ def _check_fingerprint(previous: dict[str, Any], run: RunInfo, where: Path) -> N
         changed.append("model")
     if previous.get("class_names") != current["class_names"]:
         changed.append("class names")
-    old_settings = previous.get("settings", {})
+    old_settings = {**SETTINGS_ADDED, **previous.get("settings", {})}
     changed += [
         k
         for k in sorted(set(old_settings) | set(current["settings"]))
         if old_settings.get(k) != current["settings"].get(k)
     ]
+    if not changed:  # an output older than a setting, made as its default makes them
+        return
     raise OutputError(
-        f"{where} holds results of an earlier run with a different {', '.join(changed) or 'setup'}; "
+        f"{where} holds results of an earlier run with a different {', '.join(changed)}; "
         "rerun with the same options to resume, or pass --overwrite to start again"
     )
 
