@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mmadfer_cli.cli import annotate
+from mmadfer_cli.cli import run_report
 from mmadfer_cli.plural import agree, counted
 from mmadfer_cli.recipe.labelled_data import DataError, _raise_collected
 from mmadfer_cli.run.runner import RunReport, _kept
@@ -32,7 +32,9 @@ RUN = RunInfo("m", "0" * 64, ("a", "b"), {}, "0", "0")
         (2.5, ("GPU",), "2.5 GPUs"),
     ],
 )
-def test_counted_agrees_with_its_number(count: float, words: tuple[str, ...], expected: str) -> None:
+def test_counted_agrees_with_its_number(
+    count: float, words: tuple[str, ...], expected: str
+) -> None:
     assert counted(count, *words) == expected
 
 
@@ -48,8 +50,8 @@ def _summary(monkeypatch: pytest.MonkeyPatch, videos: int, each: int) -> str:
     ]
     stats = PipelineStats(clips=videos * each, batches=videos, model_s=1.0)
     screen = io.StringIO()
-    monkeypatch.setattr(annotate, "_err", Console(file=screen, width=400))
-    annotate._summary(RunReport(RUN, results=results, stats=stats, wall_s=2.0))
+    monkeypatch.setattr(run_report, "err", Console(file=screen, width=400))
+    run_report._summary(RunReport(RUN, results=results, stats=stats, wall_s=2.0))
     return " ".join(screen.getvalue().split())
 
 

@@ -11,24 +11,24 @@ from __future__ import annotations
 import typer
 
 from mmadfer_cli import __version__
-from mmadfer_cli.cli import annotate, doctor, export, models, overlay, recipe, report
+from mmadfer_cli.cli import annotate, doctor, examples, export, models, overlay, recipe, report
 
 app = typer.Typer(
     name="mmadfer",
     help="Annotate emotions in video collections with MMA-DFER (audio-visual, per person, per segment).",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode="rich",
+    epilog=examples.ROOT,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(models.app, name="models")
 app.add_typer(export.app, name="export")
-app.command("annotate")(annotate.annotate)
-app.command("doctor")(doctor.doctor)
-app.command("evaluate")(recipe.evaluate)
-app.command("train")(recipe.train)
-app.command("report")(report.report)
-app.command("overlay")(overlay.overlay)
+app.command("annotate", epilog=examples.ANNOTATE)(annotate.annotate)
+app.command("doctor", epilog=examples.DOCTOR)(doctor.doctor)
+app.command("evaluate", epilog=examples.EVALUATE)(recipe.evaluate)
+app.command("train", epilog=examples.TRAIN)(recipe.train)
+app.command("report", epilog=examples.REPORT)(report.report)
+app.command("overlay", epilog=examples.OVERLAY)(overlay.overlay)
 
 
 def _version_callback(value: bool) -> None:

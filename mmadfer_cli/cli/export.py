@@ -9,6 +9,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
+from mmadfer_cli.cli import examples
 from mmadfer_cli.cli.common import (
     RESULTS_ARGUMENT_HELP,
     cannot_write,
@@ -26,6 +27,7 @@ app = typer.Typer(
     help="Export a result table for other tools: ELAN (.eaf) or subtitles (.srt, .vtt), "
     "one file per video.",
     no_args_is_help=True,
+    epilog=examples.EXPORT,
 )
 
 _OUT_HELP = "Folder for the files, one per video, named after it (created when missing)."
@@ -43,7 +45,7 @@ def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
         err.print(f"Wrote {counted(len(written), 'file')}.")
 
 
-@app.command("eaf")
+@app.command("eaf", epilog=examples.EXPORT_EAF)
 def eaf(
     results: Path = typer.Argument(..., help=RESULTS_ARGUMENT_HELP, show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help=_OUT_HELP, show_default=False),
@@ -97,5 +99,5 @@ def _subtitles(fmt: str) -> Callable[..., None]:
     return command
 
 
-app.command("srt")(_subtitles("srt"))
-app.command("vtt")(_subtitles("vtt"))
+app.command("srt", epilog=examples.EXPORT_SRT)(_subtitles("srt"))
+app.command("vtt", epilog=examples.EXPORT_VTT)(_subtitles("vtt"))

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mmadfer_cli.cli import examples
 from mmadfer_cli.model.checkpoints import CheckpointError
 from mmadfer_cli.model.registry import (
     HOME_ENV,
@@ -25,6 +26,7 @@ from mmadfer_cli.model.registry import (
 app = typer.Typer(
     help=f"Manage imported models (stored under ${HOME_ENV}, default: the user cache directory).",
     no_args_is_help=True,
+    epilog=examples.MODELS,
 )
 _out = Console()
 _err = Console(stderr=True)
@@ -32,7 +34,7 @@ _err = Console(stderr=True)
 _JSON = typer.Option(False, "--json", help="Print JSON instead of a table. \\[default: off]")
 
 
-@app.command("import")
+@app.command("import", epilog=examples.MODELS_IMPORT)
 def import_(
     file: Path = typer.Argument(
         ..., help="An official MMA-DFER .pth (DFEW or MAFW fold) or an mmadfer .safetensors."
@@ -61,7 +63,7 @@ def import_(
     typer.echo(record.name)
 
 
-@app.command("list")
+@app.command("list", epilog=examples.MODELS_LIST)
 def list_(as_json: bool = _JSON) -> None:
     """Show the imported models."""
     records = list_models()
@@ -77,7 +79,7 @@ def list_(as_json: bool = _JSON) -> None:
     _out.print(table)
 
 
-@app.command("info")
+@app.command("info", epilog=examples.MODELS_INFO)
 def info(
     name: str = typer.Argument(..., help="An imported model's name."), as_json: bool = _JSON
 ) -> None:
@@ -92,7 +94,7 @@ def info(
         typer.echo(f"{key}: {shown}")
 
 
-@app.command("remove")
+@app.command("remove", epilog=examples.MODELS_REMOVE)
 def remove(name: str = typer.Argument(..., help="An imported model's name.")) -> None:
     """Delete a model from the cache."""
     _get(name)

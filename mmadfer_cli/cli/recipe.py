@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mmadfer_cli.cli.choices import Metric, device_option, plain
 from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe.labelled_data import DataError, VideoSpanClip
@@ -120,10 +121,9 @@ def evaluate(
         help="Folder for metrics.json, confusion.csv, confusion.png and predictions.csv.",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per model call."),
-    device: str = typer.Option(
+    device: str = device_option(
         "auto",
-        "--device",
-        help="'auto' (CUDA if available, else a Mac's GPU), 'cpu', 'cuda', 'cuda:1', ..., 'mps'",
+        "auto: a CUDA GPU if available, else a Mac's GPU, else the CPU. cuda:N: the GPU of index N.",
     ),
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading worker processes."),
     audio_template: str | None = typer.Option(None, "--audio-template", help=AUDIO_TEMPLATE_HELP),
@@ -231,8 +231,8 @@ def train(
     brightness: float = typer.Option(
         0.5, "--brightness", min=0.0, help="Brightness jitter strength."
     ),
-    select: str = typer.Option(
-        "war", "--select", help="Validation metric that picks best.safetensors: war or uar."
+    select: Metric = typer.Option(
+        "war", "--select", help="Validation metric that picks best.safetensors."
     ),
     temporal_layers: int = typer.Option(
         1, "--temporal-layers", min=1, help="Temporal transformer layers."
@@ -249,8 +249,10 @@ def train(
         help="Mixed precision on CUDA (bf16, or fp16 with scaling): faster, but the official "
         "recipe trains in float32.",
     ),
-    device: str = typer.Option(
-        "auto", "--device", help="'auto' (CUDA if available), 'cpu', 'cuda', ..."
+    device: str = device_option(
+        "auto",
+        "auto: a CUDA GPU if available, else the CPU (training does not run on a Mac's GPU). "
+        "cuda:N: the GPU of index N.",
     ),
     resume: bool = typer.Option(
         False,
@@ -276,8 +278,6 @@ def train(
     from mmadfer_cli.recipe.train import RESUME_FILE, TrainSettings
     from mmadfer_cli.recipe.train import train as run_training
 
-    if select not in ("war", "uar"):
-        raise _fail(f"--select must be 'war' or 'uar', got {select!r}")
     class_names = _class_names(classes)
     if resume:
         state_path = out / RESUME_FILE
@@ -320,7 +320,7 @@ def train(
         lr=lr,
         weight_decay=weight_decay,
         brightness=brightness,
-        select=select,
+        select=plain(select),
         workers=workers,
         seed=seed,
         amp=amp,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 
 import torch
 
 from mmadfer_cli.plural import counted
 
-_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""The forms ``--device`` takes (N: a GPU's index)."""
+_CHOICES = f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}"
+_FORM = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 # PyTorch's MPS backend crashes the process (SIGSEGV, or a Metal assertion) when two threads run
 # work on it at once (pytorch/pytorch#197805, open in torch 2.14 and 2.15); the pipeline runs the
 # model in one thread and MTCNN in the workers, so on a Mac's GPU they take turns.
@@ -20,6 +24,11 @@ def device_lock(device: torch.device | str) -> contextlib.AbstractContextManager
     """What to hold while work runs on ``device``: one process-wide lock for ``mps``; nothing
     for the CPU and CUDA, which take work from many threads."""
     return _MPS_LOCK if torch.device(device).type == "mps" else contextlib.nullcontext()
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` has one of the ``DEVICES`` forms (not whether that device is here)."""
+    return _FORM.fullmatch(name) is not None
 
 
 def resolve_device(name: str, local_rank: int = 0, *, apple_gpu: bool = True) -> torch.device:
