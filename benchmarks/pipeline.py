@@ -1,10 +1,10 @@
 """Throughput of the whole annotate pipeline on the sample videos, on the CPU and a GPU if any.
 
-For each device: every stage alone (decode, face detection, tracking + crops,
-filterbank, the media chain as a whole, the model), then the overlapped
-pipeline (worker threads + batched model), its wall time and segments/s, and
-the overlap efficiency: pipeline wall time over the slowest stage alone (1.0
-is perfect overlap). Weights are random: only speed is measured.
+For each device, warm and with the threads a worker and the model get: the media chain in one
+worker and its parts (frames decoded, faces detected, sound decoded, the rest: tracking, crops,
+filterbank, which add up to it), the model alone, then the overlapped pipeline (worker threads
++ batched model), its wall time and segments/s, and how much of the faster stage the overlap
+hid (``run/stage_timing.py``). Weights are random: only speed is measured.
 
 Usage: ``python benchmarks/pipeline.py [VIDEO ...] [--model full|tiny] [--devices cpu,cuda]``
 
@@ -28,6 +28,7 @@ from mmadfer_cli.faces import FaceDetector, create_detector
 from mmadfer_cli.model import MMADFERConfig, build_model
 from mmadfer_cli.model.inference import cast_weights, model_predictor, resolve_precision
 from mmadfer_cli.run.clips import ClipSettings
+from mmadfer_cli.run.engines.local import worker_threads
 from mmadfer_cli.run.stage_timing import time_stages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +95,7 @@ def main() -> None:
             config.class_names,
             batch_size=args.batch_size,
             workers=args.workers,
+            threads_per_worker=worker_threads(args.workers, device),
         )
         print(
             f"\n{name} ({label}, {precision}): {times.videos} videos, {times.duration_s:.1f} s of video, "

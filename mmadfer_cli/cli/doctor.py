@@ -22,16 +22,19 @@ from rich.console import Console
 from rich.markup import escape
 
 import mmadfer_cli
+from mmadfer_cli.cli.choices import Detector, Engine, device_option, plain
 from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
-from mmadfer_cli.faces import DETECTORS, FaceDetector, create_detector, detector_weights
+from mmadfer_cli.faces import FaceDetector, create_detector, detector_weights
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
+from mmadfer_cli.faces.mtcnn_weights import convert, source_files
 from mmadfer_cli.media.demo_video import write_demo_video
 from mmadfer_cli.model import MMADFERConfig, build_model
 from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.model.inference import cast_weights, model_predictor, resolve_precision
 from mmadfer_cli.model.registry import home, list_models
+from mmadfer_cli.plural import counted
 from mmadfer_cli.run.clips import ClipSettings
-from mmadfer_cli.run.options import ENGINES
+from mmadfer_cli.run.engines.local import worker_threads
 from mmadfer_cli.run.stage_timing import time_stages
 
 SAMPLE_VIDEO = (
@@ -45,10 +48,11 @@ _MODULES = (
     "insightface",
     "onnxruntime",
     "dlib",
-    "mtcnn",
     "typer",
     "rich",
 )
+# Packages doctor names but never imports: what mmadfer takes from them instead.
+_NOT_IMPORTED = {"mtcnn": "its weight files only, never imported"}
 _out = Console()
 
 
@@ -87,6 +91,11 @@ def _versions() -> None:
             found.append(f"{name} {version}")
         except Exception as exc:
             found.append(f"{name} [red]unavailable ({escape(type(exc).__name__)})[/]")
+    for name, why in _NOT_IMPORTED.items():
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)} ({why})")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} [red]not installed[/] ({why})")
     _out.print("  " + ", ".join(found))
 
 
@@ -164,8 +173,9 @@ def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
         found = detector.detect(frame)[0]
         weights = detector_weights(detector)
         checksum = f", weights sha256 {weights[:12]}" if weights else ""
-        return f"{len(found)} face(s) in a sample frame{checksum}"
+        return f"{counted(len(found), 'face')} in a sample frame{checksum}"
 
+    weights_ok = _check("mtcnn weights", _mtcnn_weights)
     mtcnn_ok = _check(
         f"mtcnn (default, --device {device})", lambda: run("mtcnn", resolve_device(device))
     )
@@ -176,7 +186,20 @@ def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
     else:
         _check(f"insightface ({pack})", lambda: run("insightface"))
     _check("dlib", lambda: run("dlib"))
-    return mtcnn_ok
+    return weights_ok and mtcnn_ok
+
+
+def _mtcnn_weights() -> str:
+    """The MTCNN networks' weight files of the ``mtcnn`` package: found, the published bytes,
+    and loadable as the detector loads them (read without importing the package)."""
+    files = source_files()
+    state = convert(files)
+    values = sum(t.numel() for net in state.values() for t in net.values())
+    return (
+        f"{', '.join(f.name for f in files.values())} of the mtcnn "
+        f"{importlib.metadata.version('mtcnn')} package found, sha256 as published, "
+        f"loadable ({values:,} values; the package itself is never imported)"
+    )
 
 
 def _models() -> None:
@@ -206,7 +229,9 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     def make_detector() -> FaceDetector:
         return create_detector(detector, face_models, download=False, device=torch_device)
 
-    times = time_stages([video], settings, make_detector, predict, config.class_names)
+    threads = worker_threads(1, torch_device)
+    times = time_stages([video], settings, make_detector, predict, config.class_names,
+                        workers=1, threads_per_worker=threads)  # fmt: skip
     (result,) = times.results
     if result.error is not None:
         _bad("pipeline", result.error)
@@ -214,10 +239,20 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     labels = Counter(r["label"] for r in result.rows if r["status"] == "ok")
     _ok(
         "pipeline",
-        f"{result.segments} segments, {result.tracks} person track(s), {result.clips} face clips",
+        f"{counted(result.segments, 'segment')}, {counted(result.tracks, 'person track')}, "
+        f"{counted(result.clips, 'face clip')}",
+    )
+    _out.print(
+        "  Times are warm (each stage ran once before) and with the PyTorch threads a worker "
+        "and the model get in `mmadfer annotate --workers 1`:"
     )
     for line in times.lines():
         _out.print(line)
+    if torch_device.type == "cpu":
+        _out.print(
+            "  On the CPU the worker and the model share the cores, so the stages can hide "
+            "little of each other."
+        )
     _out.print(
         f"  labels {dict(labels)}: [bold]meaningless[/], the model is untrained; this checks "
         "that every stage runs, not what it finds. No results file was written."
@@ -233,9 +268,9 @@ def doctor(
         show_default="the repository's sample video, else a short video made from "
         "insightface's sample photo",
     ),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
-    detector: str = typer.Option(
-        "auto", "--detector", help=f"Face detector for the pipeline run: {', '.join(DETECTORS)}."
+    device: str = device_option("auto", "As annotate's --device."),
+    detector: Detector = typer.Option(
+        "auto", "--detector", help="Face detector for the pipeline run."
     ),
     face_models: Path | None = typer.Option(
         None,
@@ -243,7 +278,7 @@ def doctor(
         help="Folder of an unpacked insightface model pack.",
         show_default=False,
     ),
-    engine: str = typer.Option(
+    engine: Engine = typer.Option(
         "local",
         "--engine",
         help=f"{ENGINE_HELP} With ray, doctor also checks the cluster: its nodes, and on each "
@@ -272,12 +307,9 @@ def doctor(
         elif not video.is_file():
             _bad("sample video", f"{video} not found; pass --video FILE")
             raise typer.Exit(1)
-        healthy = _check_video(video, device, detector, face_models)
-        if engine == "ray":
+        healthy = _check_video(video, device, plain(detector) or "auto", face_models)
+        if plain(engine) == "ray":
             healthy = _ray(ray_address, video) and healthy
-        elif engine not in ENGINES:
-            _bad("engine", f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
-            healthy = False
     raise typer.Exit(0 if healthy else 1)
 
 
@@ -301,7 +333,8 @@ def _ray(address: str | None, video: Path) -> bool:
         info = cluster_info()
         _ok(
             "cluster",
-            f"{len(info.nodes)} node(s), {info.cpus:g} CPUs, {info.gpus:g} GPUs, object store "
+            f"{counted(len(info.nodes), 'node')}, {counted(info.cpus, 'CPU')}, "
+            f"{counted(info.gpus, 'GPU')}, object store "
             f"{info.object_store_bytes / 2**30:.1f} GiB"
             + ("" if address or os.environ.get("RAY_ADDRESS") else " (a new local Ray)"),
         )
