@@ -110,6 +110,8 @@ def test_timings_show_parts_that_add_up_to_the_chain() -> None:
     assert "60% of the faster stage was hidden" in out
     slow = StageTimes(segments=1, clips=1, media_s=1.0, model_s=0.5, pipeline_s=1.75)
     assert "nothing was hidden, it took 0.250 s more" in "\n".join(slow.lines())
+    noisy = StageTimes(segments=1, clips=1, media_s=1.0, model_s=0.5, pipeline_s=0.9)
+    assert "the machine's load changed" in "\n".join(noisy.lines())
 
 
 class _ColdDetector:

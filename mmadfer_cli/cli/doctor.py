@@ -248,11 +248,6 @@ def _pipeline(video: Path, device: str, detector: str, face_models: Path | None)
     )
     for line in times.lines():
         _out.print(line)
-    if torch_device.type == "cpu":
-        _out.print(
-            "  On the CPU the worker and the model share the cores, so the stages can hide "
-            "little of each other."
-        )
     _out.print(
         f"  labels {dict(labels)}: [bold]meaningless[/], the model is untrained; this checks "
         "that every stage runs, not what it finds. No results file was written."

@@ -92,14 +92,19 @@ class StageTimes:
         serial = media + self.model_s
         hidden = (serial - self.pipeline_s) / faster
         shared = f"the media chain shared by {self.workers} workers, " if self.workers > 1 else ""
-        if hidden > 0:
-            verdict = f"{min(hidden, 1.0):.0%} of the faster stage was hidden behind the slower"
+        if self.pipeline_s < slower:
+            verdict = (
+                "all of the faster stage was hidden, and the pipeline took less than the slower "
+                "stage alone: the machine's load changed between the measurements"
+            )
+        elif hidden > 0:
+            verdict = f"{hidden:.0%} of the faster stage was hidden behind the slower"
         else:
             extra = round((self.pipeline_s - serial) * 1000)
             verdict = f"nothing was hidden, it took {_ms(extra, 0)} more than the stages in turn"
         return [
             f"  overlap: {shared}one stage after the other {_ms(round(serial * 1000), 0)}, the "
-            f"slower alone {_ms(round(slower * 1000), 0)} (the least possible); the pipeline "
+            f"slower alone {_ms(round(slower * 1000), 0)} (the best overlap); the pipeline "
             f"took {_ms(round(self.pipeline_s * 1000), 0)}: {verdict}"
         ]
 
