@@ -7,6 +7,7 @@ import os
 from pathlib import Path, PureWindowsPath
 
 import av
+import pandas as pd
 import pytest
 from pympi.Elan import Eaf, to_string
 from typer.testing import CliRunner
@@ -34,14 +35,16 @@ def _export(kind: str, results: Path, out: Path, *extra: str) -> list[Path]:
     return [Path(line) for line in result.stdout.splitlines()]
 
 
-def test_eaf_has_a_tier_per_person_with_labels_confidences_and_media(
+def test_eaf_has_a_tier_per_person_with_labels_probabilities_and_media(
     results: Path, tmp_path: Path
 ) -> None:
     files = _export("eaf", results, tmp_path / "elan", "--media-root", str(tmp_path / "media"))
-    assert [f.name for f in files] == ["a.eaf", "b_été____co_-dc2195f6.eaf"]  # none for broken.mp4
+    # "<" and ">" are no file name on Windows: that name changes, and so gets a key
+    assert [f.name for f in files] == ["a.eaf", "b été & _co_-dc2195f6.eaf"]  # none for broken.mp4
     eaf = Eaf(str(files[0]))
     assert set(eaf.get_tier_names()) == {
-        "person 1", "person 1 confidence", "person 2", "person 2 confidence", "no face"
+        "person 1", "person 1 confidence", "person 1 probabilities",
+        "person 2", "person 2 confidence", "person 2 probabilities", "no face",
     }  # fmt: skip
     assert sorted(eaf.get_annotation_data_for_tier("person 1")) == [
         (0, 3000, "happiness"), (3000, 6000, "happiness"), (9000, 10500, "neutral")
@@ -55,6 +58,16 @@ def test_eaf_has_a_tier_per_person_with_labels_confidences_and_media(
     )  # fmt: skip
     assert confidences == [(0, 3000, "0.70"), (3000, 6000, "0.50"), (9000, 10500, "0.60")]
     assert eaf.get_parameters_for_tier("person 1 confidence")["PARENT_REF"] == "person 1"
+    # Every class with its probability, most likely first: the runner-up of a close call.
+    probabilities = sorted(
+        (start, value) for start, _, value, _ in
+        eaf.get_ref_annotation_data_for_tier("person 2 probabilities")
+    )  # fmt: skip
+    assert probabilities == [
+        (0, "sadness 0.60, neutral 0.30, happiness 0.10"),
+        (9000, "neutral 0.80, happiness 0.10, sadness 0.10"),
+    ]
+    assert eaf.get_parameters_for_tier("person 2 probabilities")["PARENT_REF"] == "person 2"
     assert eaf.get_annotation_data_for_tier("no face") == [(6000, 9000, "no face")]
     [media] = eaf.get_linked_files()
     assert media["MEDIA_URL"] == (tmp_path / "media" / VIDEO_A).as_uri()
@@ -105,6 +118,20 @@ def test_subtitles_parse_with_a_cue_per_segment(results: Path, tmp_path: Path, f
         (9000, 10500, "person 1: neutral 0.60\nperson 2: neutral 0.80"),
     ]
     assert [c[:2] for c in _parsed(files[1])] == [(0, 3000), (3000, 5000)]
+
+
+def test_a_crowd_gets_a_cue_of_four_short_lines(tmp_path: Path) -> None:
+    """Six people in one segment: three lines and "+3 more", not six lines over the picture."""
+    df = synthetic_table().to_pandas()
+    first = df[(df["video"] == VIDEO_A) & (df["segment"] == 0)].iloc[[0]]
+    crowd = pd.concat([first.assign(track_id=t) for t in range(6)], ignore_index=True)
+    [(_, _, text)] = cues(crowd, VIDEO_A)
+    assert text.splitlines() == [
+        "person 0: happiness 0.70", "person 1: happiness 0.70", "person 2: happiness 0.70",
+        "+3 more",
+    ]  # fmt: skip
+    four = crowd[crowd["track_id"] < 4]
+    assert len(cues(four, VIDEO_A)[0][2].splitlines()) == 4  # four fit: no "+1 more"
 
 
 def test_overlapping_segments_give_cues_that_do_not_overlap(tmp_path: Path) -> None:

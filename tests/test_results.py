@@ -98,19 +98,28 @@ def test_what_is_not_a_result_table_is_refused_with_the_reason(tmp_path: Path) -
 def test_video_stems_are_safe_distinct_and_keep_plain_names() -> None:
     videos = [
         "a/talk.mp4",
-        "b/talk.mp4",
+        "b/Talk.mp4",  # the same file as talk.srt on Windows and macOS
         "c/plain.mp4",
+        "c/my talk, été (2).mp4",
         "d/we ird:<>.mp4",
         "e/..mp4",
-        "x\\xffy.mp4",
+        "f/.hidden.mp4",
+        "x\\xffy.mp4",  # the table's escape of a name that is not UTF-8
+        "g/caf\u00e9.mp4",
+        "h/cafe\u0301.mp4",  # the same name, decomposed as macOS writes it
+        "i/we ird___.mp4",  # what the changed name above becomes: no collision
     ]
     stems = video_stems(videos)
-    assert stems["c/plain.mp4"] == "plain"
+    # A stem every system accepts stays as it is, so players find subtitles by the video's name.
+    assert stems["c/plain.mp4"] == "plain" and stems["c/my talk, été (2).mp4"] == "my talk, été (2)"
+    assert stems["i/we ird___.mp4"] == "we ird___"
     assert len(set(stems.values())) == len(videos)
-    assert stems["a/talk.mp4"].startswith("talk-") and stems["b/talk.mp4"].startswith("talk-")
+    for clash in ("a/talk.mp4", "b/Talk.mp4", "g/caf\u00e9.mp4", "h/cafe\u0301.mp4"):
+        assert stems[clash] != PurePath(clash).stem and "-" in stems[clash], clash
+    assert stems["d/we ird:<>.mp4"].startswith("we ird___-")
     for stem in stems.values():
-        assert stem and all(c.isalnum() or c in "-_." for c in stem), stem
-        assert not stem.startswith(".")
+        assert stem and not set(stem) & set('<>:"/\\|?*') and stem.isprintable(), stem
+        assert not stem.startswith(".") and not stem.endswith((".", " "))
 
 
 def test_video_stems_avoid_windows_device_names() -> None:

@@ -30,7 +30,11 @@ app = typer.Typer(
     epilog=examples.EXPORT,
 )
 
-_OUT_HELP = "Folder for the files, one per video, named after it (created when missing)."
+_OUT_HELP = (
+    "Folder for the files, one per video, named after it (created when missing; a short key "
+    "is added only where two videos would share a name or the name has a character some "
+    "system forbids)."
+)
 
 
 def _done(df: pd.DataFrame, written: dict[str, Path], quiet: bool) -> None:
@@ -60,7 +64,7 @@ def eaf(
 ) -> None:
     """ELAN files (.eaf), one per video: a tier per person, linked to the video.
 
-    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and a dependent tier with its confidence; a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
+    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and two dependent tiers: its confidence, and every class's probability, most likely first ('happiness 0.70, sadness 0.20, neutral 0.10'); a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
     """
     _export(results, out, quiet, lambda df: export_eaf(df, out, media_root))
 
@@ -92,8 +96,10 @@ def _subtitles(fmt: str) -> Callable[..., None]:
 
     command.__doc__ = (
         f"{'SubRip' if fmt == 'srt' else 'WebVTT'} subtitles (.{fmt}), one per video: a cue per "
-        "segment with each person's label.\n\nEach cue lists every person on screen with label "
-        "and confidence, or '(no face)'; give the file the video's name and players show it. "
+        "segment with each person's label.\n\nEach cue lists the people on screen with label "
+        "and confidence, a short line each (with more than four, three and '+N more'), or "
+        "'(no face)'. Files are named after their videos: in the video's folder, players load "
+        "them by themselves. "
         "Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program."
     )
     return command

@@ -2,7 +2,11 @@
 
 Each person's tier holds one annotation per segment with the label (from a
 controlled vocabulary of the model's classes, so a coder can correct labels
-from a list in ELAN); a dependent tier holds its confidence. A ``no face``
+from a list in ELAN). Two dependent tiers follow it: ``person N confidence``
+(the label's probability, ``0.82``) and ``person N probabilities`` (every
+class with its probability, most likely first: ``happiness 0.70, sadness 0.20,
+neutral 0.10``), so a coder sees the runner-up of a close call and can search
+for it with ELAN's regular expressions without going back to the table. A ``no face``
 tier marks segments where nobody was seen and an ``error`` tier the stretches
 that could not be read, so gaps in the person tiers are explained. Times are
 milliseconds; overlapping segments (``--stride`` below ``--window``) are cut
@@ -23,9 +27,16 @@ import pandas as pd
 from pympi.Elan import Eaf
 
 from mmadfer_cli import __version__
-from mmadfer_cli.table.read import class_names, person_column, person_label, segment_spans
+from mmadfer_cli.table.read import (
+    PROB_PREFIX,
+    class_names,
+    person_column,
+    person_label,
+    segment_spans,
+)
 
 EMOTION_TYPE, CONFIDENCE_TYPE, NOTE_TYPE = "mmadfer-emotion", "mmadfer-confidence", "mmadfer-note"
+PROBABILITIES_TYPE = "mmadfer-probabilities"
 VOCABULARY = "mmadfer-emotions"
 NO_FACE_TIER, ERROR_TIER = "no face", "error"
 _LANGUAGE = ("eng", "http://cdb.iso.org/lg/CDB-00130975-001", "English (eng)")
@@ -34,6 +45,17 @@ _LANGUAGE = ("eng", "http://cdb.iso.org/lg/CDB-00130975-001", "English (eng)")
 def confidence_tier(person_tier: str) -> str:
     """The dependent tier holding the confidence of ``person_tier``'s labels."""
     return f"{person_tier} confidence"
+
+
+def probabilities_tier(person_tier: str) -> str:
+    """The dependent tier holding every class's probability of ``person_tier``'s segments."""
+    return f"{person_tier} probabilities"
+
+
+def probabilities_text(row: pd.Series, classes: list[str]) -> str:
+    """``happiness 0.70, sadness 0.20, neutral 0.10``: the classes, most likely first."""
+    probs = sorted(((float(row[PROB_PREFIX + c]), c) for c in classes), key=lambda pc: -pc[0])
+    return ", ".join(f"{c} {p:.2f}" for p, c in probs)
 
 
 def _ms(seconds: float) -> int:
@@ -96,6 +118,7 @@ def _vocabulary(eaf: Eaf, classes: list[str]) -> None:
         },
     )
     eaf.add_linguistic_type(CONFIDENCE_TYPE, "Symbolic_Association", timealignable=False)
+    eaf.add_linguistic_type(PROBABILITIES_TYPE, "Symbolic_Association", timealignable=False)
     eaf.add_linguistic_type(NOTE_TYPE)
 
 
@@ -128,12 +151,17 @@ def video_eaf(df: pd.DataFrame, video: str, eaf_dir: Path, media_root: Path | No
         mine = ok[ok[person] == pid].sort_values("start_s")
         eaf.add_tier(tier, ling=EMOTION_TYPE, part=tier)
         eaf.add_tier(confidence_tier(tier), ling=CONFIDENCE_TYPE, parent=tier, part=tier)
+        eaf.add_tier(probabilities_tier(tier), ling=PROBABILITIES_TYPE, parent=tier, part=tier)
         starts = _add_spans(eaf, tier, mine, mine["label"])
-        confidence = mine.set_index(mine["start_s"].map(_ms))["confidence"]
+        by_start = mine.set_index(mine["start_s"].map(_ms))
         for start in starts:
+            row = by_start.loc[start]
             # A point inside the parent annotation (pympi matches the first one covering it).
             eaf.add_ref_annotation(
-                confidence_tier(tier), tier, start + 1, f"{float(confidence.loc[start]):.2f}"
+                confidence_tier(tier), tier, start + 1, f"{float(row['confidence']):.2f}"
+            )
+            eaf.add_ref_annotation(
+                probabilities_tier(tier), tier, start + 1, probabilities_text(row, classes)
             )
     no_face = rows[(rows["status"] == "no_face") & rows["start_s"].notna()]
     if not no_face.empty:

@@ -1,8 +1,11 @@
 """Subtitles (SRT, WebVTT) that show each segment's labels in any video player.
 
-One cue per segment: a line per person (``person 1: happiness 0.82``), or
+One cue per segment: a short line per person (``person 1: happiness 0.82``), or
 ``(no face)``, or ``(could not be read)``; cue ends are cut at the next
-segment's start so that overlapping segments do not stack on screen.
+segment's start so that overlapping segments do not stack on screen. A cue
+holds at most ``MAX_LINES`` lines, so that a crowd does not cover the picture:
+with more people, the first three by number and ``+N more`` (the ELAN export
+and the table have everyone).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from mmadfer_cli.table.read import person_column, person_label, segment_spans
 
 SubtitleFormat = Literal["srt", "vtt"]
 SUBTITLE_FORMATS: tuple[str, ...] = ("srt", "vtt")
+MAX_LINES = 4  # more lines than a subtitle's usual two would cover much of the picture
 
 
 def _line(rows: pd.DataFrame, person: str) -> str:
@@ -24,10 +28,13 @@ def _line(rows: pd.DataFrame, person: str) -> str:
         return "(no face)"
     if status == "error":
         return "(could not be read)"
-    return "\n".join(
+    lines = [
         f"{person_label(r[person])}: {r['label']} {float(r['confidence']):.2f}"
         for _, r in rows.sort_values(person).iterrows()
-    )
+    ]
+    if len(lines) > MAX_LINES:
+        lines = [*lines[: MAX_LINES - 1], f"+{len(lines) - MAX_LINES + 1} more"]
+    return "\n".join(lines)
 
 
 def cues(df: pd.DataFrame, video: str) -> list[tuple[float, float, str]]:
