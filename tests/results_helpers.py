@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,15 @@ VIDEO_C = "broken.mp4"
 
 
 def _ok(
-    video: str, vid: str, seg: int, span: tuple[float, float], track: int, probs: tuple
+    video: str,
+    vid: str,
+    seg: int,
+    span: tuple[float, float],
+    track: int,
+    probs: tuple,
+    classes: tuple[str, ...] = CLASSES,
 ) -> dict:
-    best = max(range(len(CLASSES)), key=lambda i: probs[i])
+    best = max(range(len(classes)), key=lambda i: probs[i])
     return {
         "video": video,
         "video_id": vid,
@@ -28,9 +35,9 @@ def _ok(
         "start_s": span[0],
         "end_s": span[1],
         "status": "ok",
-        "label": CLASSES[best],
+        "label": classes[best],
         "confidence": probs[best],
-        **{f"prob_{c}": p for c, p in zip(CLASSES, probs, strict=True)},
+        **{f"prob_{c}": p for c, p in zip(classes, probs, strict=True)},
         "face_frames": 16,
         "face_score": 0.9,
         "bbox_x": 10.0 + 20 * track + seg,
@@ -103,3 +110,29 @@ def synthetic_results(folder: Path, fmt: str = "parquet") -> Path:
     path = folder / f"results.{fmt}"
     write_table(synthetic_table(), path, fmt)  # type: ignore[arg-type]
     return path
+
+
+DFEW_CLASSES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+
+
+def long_table(
+    videos: int, minutes: float, persons: int, seed: int = 0, probs: Sequence[float] | None = None
+) -> pa.Table:
+    """``videos`` videos of ``minutes`` each in 3 s segments, ``persons`` people who leave the
+    picture now and then, a no-face segment in every 20, and random probabilities of the 7 DFEW
+    classes (or ``probs`` in every row): a table of the size real use gives, for timing the
+    report and drawing long timelines."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for v in range(videos):
+        video, vid = f"videos/session {v:03d}.mp4", f"{v:016x}"
+        for seg in range(round(minutes * 20)):
+            span = (3.0 * seg, 3.0 * seg + 3.0)
+            if seg % 20 == 19:
+                rows.append(_no_face(video, vid, seg, span))
+                continue
+            for track in range(persons):
+                if track == 0 or rng.random() > 0.1:  # the others leave the picture at times
+                    p = probs or rng.dirichlet(np.ones(len(DFEW_CLASSES))).tolist()
+                    rows.append(_ok(video, vid, seg, span, track, tuple(p), DFEW_CLASSES))
+    return pa.Table.from_pylist(rows, schema=row_schema(DFEW_CLASSES))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mmadfer_cli.cli.app import app
 from mmadfer_cli.media.video import video_id
 from mmadfer_cli.reporting.overlay_video import FrameBoxes
-from mmadfer_cli.reporting.timeline import EMOTION_COLORS
+from mmadfer_cli.reporting.palette import EMOTION_COLORS
 from mmadfer_cli.table.schema import row_schema
 from mmadfer_cli.table.writers import write_table
 from tests.results_helpers import CLASSES, VIDEO_A, synthetic_rows

@@ -1,4 +1,4 @@
-"""``mmadfer report``: a result table in, summary tables, timeline pictures and one HTML page out."""
+"""``mmadfer report``: a result table in, summary tables, timeline pictures and HTML pages out."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def report(
         ...,
         "--out",
         "-o",
-        help="Folder to write summary.csv, videos.csv, timelines/<video>.png and index.html "
-        "into (created when missing; files of the same names are replaced).",
+        help="Folder to write summary.csv, videos.csv, timelines/<video>.png, index.html and "
+        "videos/<video>.html into (created when missing; files of the same names are replaced).",
         show_default=False,
     ),
     dpi: int = typer.Option(
@@ -35,9 +35,9 @@ def report(
         False, "--quiet", "-q", help="Print only errors (no progress). \\[default: off]"
     ),
 ) -> None:
-    """Summarise a result table: per-person tables, a timeline per video, one offline HTML page.
+    """Summarise a result table: per-person tables, a timeline per video, offline HTML pages.
 
-    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included; timelines/<video>.png each person's class probabilities over time; index.html all of it in one self-contained page. The CSV files are made for spreadsheets: a text cell that begins with =, +, -, @, a tab, a carriage return or a quote (a formula to a spreadsheet) gets a leading quote. Prints the page's path on stdout. Exit codes: 0 done, 2 the input is not a result table or --out cannot be written.
+    summary.csv has one row per video and person: seconds seen, the share of segments per label, mean class probabilities, the dominant emotion and the share of the video without a face; videos.csv one row per video, failed ones included, with annotated_s (the time its segments cover: the file's length when all of it was read); timelines/<video>.png each person's class probabilities over time (videos over 20 minutes a bar per minute). index.html lists the videos and people; with more than one video each has its page, videos/<video>.html, with its tables and timeline (a single video's report is index.html alone). Pages hold their pictures and style, load nothing from the network and link relatively: move or mail the folder as a whole. The CSV files are made for spreadsheets: a text cell that begins with =, +, -, @, a tab, a carriage return or a quote (a formula to a spreadsheet) gets a leading quote. Prints index.html's path on stdout. Exit codes: 0 done, 2 the input is not a result table or --out cannot be written.
     """
     df = load_results(results)
     writable_folder(out)

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from mmadfer_cli.media.video import MediaError, _rotate, video_id
-from mmadfer_cli.reporting.timeline import class_colors
+from mmadfer_cli.reporting.palette import class_colors
 from mmadfer_cli.table.files import replace
 from mmadfer_cli.table.read import (
     BOX_COLUMNS,

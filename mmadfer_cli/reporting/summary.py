@@ -16,18 +16,24 @@ import pandas as pd
 from mmadfer_cli.table.read import PROB_PREFIX, check_results, class_names, person_column
 
 
+def merged_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of ``(start, end)`` spans as disjoint spans in time order."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def covered_seconds(spans: Iterable[tuple[float, float]]) -> float:
     """Length of the union of ``(start, end)`` spans."""
-    total, reach = 0.0, -np.inf
-    for start, end in sorted(spans):
-        if end <= reach:
-            continue
-        total += end - max(start, reach)
-        reach = end
-    return total
+    return float(sum(end - start for start, end in merged_spans(spans)))
 
 
-def _spans(df: pd.DataFrame) -> list[tuple[float, float]]:
+def row_spans(df: pd.DataFrame) -> list[tuple[float, float]]:
+    """``(start_s, end_s)`` of the rows that have a span."""
     rows = df.dropna(subset=["start_s", "end_s"])
     return list(zip(rows["start_s"].astype(float), rows["end_s"].astype(float), strict=True))
 
@@ -50,17 +56,17 @@ def dominant_label(ok: pd.DataFrame, classes: list[str]) -> str | None:
 
 
 def _video_times(rows: pd.DataFrame) -> dict[str, float]:
-    ok = _spans(rows[rows["status"] == "ok"])
-    no_face = _spans(rows[rows["status"] == "no_face"])
-    errors = _spans(rows[rows["status"] == "error"])
-    duration = covered_seconds(ok + no_face + errors)
-    if duration == 0:  # a video that failed as a whole: its length is unknown
-        return dict.fromkeys(("duration_s", "no_face_s", "no_face_share", "error_s"), np.nan)
+    ok = row_spans(rows[rows["status"] == "ok"])
+    no_face = row_spans(rows[rows["status"] == "no_face"])
+    errors = row_spans(rows[rows["status"] == "error"])
+    annotated = covered_seconds(ok + no_face + errors)
+    if annotated == 0:  # a video that failed as a whole: its length is unknown
+        return dict.fromkeys(("annotated_s", "no_face_s", "no_face_share", "error_s"), np.nan)
     no_face_s = _only(no_face, ok)
     return {
-        "duration_s": duration,
+        "annotated_s": annotated,
         "no_face_s": no_face_s,
-        "no_face_share": no_face_s / duration,
+        "no_face_share": no_face_s / annotated,
         "error_s": _only(errors, ok + no_face),
     }
 
@@ -89,7 +95,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                     person: pid,
                     "first_s": float(mine["start_s"].min()),
                     "last_s": float(mine["end_s"].max()),
-                    "seconds_seen": covered_seconds(_spans(mine)),
+                    "seconds_seen": covered_seconds(row_spans(mine)),
                     "segments": len(mine),
                     "dominant_emotion": dominant_label(mine, classes),
                     "mean_confidence": float(mine["confidence"].astype(float).mean()),
@@ -122,7 +128,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def summarize_videos(df: pd.DataFrame) -> pd.DataFrame:
     """One row per video, failed ones included: status (``ok``, ``partial`` when some
-    stretches failed, ``error``), the errors, duration, people, time without a face."""
+    stretches failed, ``error``), the errors, people, and times: ``annotated_s`` is the time
+    the video's segments cover (its segments, no-face and unreadable stretches together: the
+    file's length when all of it was read; empty for a video that could not be read at all),
+    ``no_face_s`` and ``error_s`` the parts of it without a face and unreadable."""
     check_results(df)
     classes, person = class_names(df), person_column(df)
     records = []

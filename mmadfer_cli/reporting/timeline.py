@@ -2,10 +2,14 @@
 
 Each person's band stacks the class probabilities of every segment (so the
 widest colour is the label, and a close call is visible as two wide colours);
-time the person is not on screen stays white. The strip on top marks the
-stretches without any face (grey, hatched) and those that could not be read
-(red). The figure is built without pyplot, so it is safe in threads and shows
-itself in a notebook when returned.
+time the person is not on screen stays white. A video longer than
+``PER_MINUTE_ABOVE_S`` is drawn a minute per bar (the mean of the person's
+segments in that minute), since 3-second segments would be thinner than a
+pixel. Bars have no edges, so long videos keep their colours. The strip on top
+marks the stretches without any face and those that could not be read, with
+patterns no class has. The time axis reads ``m:ss`` or ``h:mm:ss``. The figure
+is built without pyplot, so it is safe in threads and shows itself in a
+notebook when returned.
 """
 
 from __future__ import annotations
@@ -14,12 +18,24 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.plural import counted
 from mmadfer_cli.reporting.summary import dominant_label
+from mmadfer_cli.reporting.palette import (
+    ERROR_COLOR,
+    ERROR_HATCH,
+    NO_FACE_COLOR,
+    NO_FACE_HATCH,
+    NOT_ON_SCREEN_COLOR,
+    class_colors,
+)
+from mmadfer_cli.reporting.summary import dominant_label, merged_spans, row_spans
+from mmadfer_cli.reporting.time_axis import set_time_axis
 from mmadfer_cli.table.read import (
     PROB_PREFIX,
     check_results,
@@ -29,39 +45,84 @@ from mmadfer_cli.table.read import (
     segment_spans,
 )
 
-# Fixed colours for the DFEW and MAFW classes, so every picture and overlay reads the same.
-EMOTION_COLORS = {
-    "happiness": "#f2b701",
-    "sadness": "#3969ac",
-    "neutral": "#b5b5b5",
-    "anger": "#e73f74",
-    "surprise": "#11a579",
-    "disgust": "#7f3c8d",
-    "fear": "#222222",
-    "contempt": "#a5aa00",
-    "anxiety": "#f97b72",
-    "helplessness": "#80ba5a",
-    "disappointment": "#4b4b8f",
-}
-_SPARE = ("#e68310", "#008695", "#cf1c90", "#80ba5a", "#8c564b", "#17becf")
-NO_FACE_COLOR, ERROR_COLOR = "#9a9a9a", "#d62728"
+PER_MINUTE_ABOVE_S = 20 * 60  # at 11 inches and 100 dpi a 3 s segment is 3 pixels here
+MINUTE_S = 60.0
 
 
-def class_colors(classes: list[str]) -> dict[str, str]:
-    """A colour per class: the fixed emotion colours, spare ones for other class names."""
-    spare = iter(_SPARE * (1 + len(classes) // len(_SPARE)))
-    return {c: EMOTION_COLORS.get(c) or next(spare) for c in classes}
+def per_minute(video_s: float) -> bool:
+    """Whether a video of this annotated length is drawn a minute per bar."""
+    return video_s > PER_MINUTE_ABOVE_S
 
 
-def _shade(ax, rows: pd.DataFrame, color: str, hatch: str | None, alpha: float) -> None:
-    edge = color if hatch and alpha < 0.5 else "white"
-    for start, end in rows[["start_s", "end_s"]].dropna().itertuples(index=False):
-        ax.axvspan(start, end, facecolor="none" if alpha < 0.5 and hatch else color, alpha=alpha,
-                   hatch=hatch, edgecolor=edge, lw=0)  # fmt: skip
+def band_bars(
+    mine: pd.DataFrame, classes: list[str], bin_s: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left and right edges and class probabilities (bars x classes) of one person's bars: a
+    bar per segment, or per ``bin_s`` window with the mean of the segments starting in it."""
+    mine = mine.sort_values("start_s")
+    left, right = segment_spans(mine)
+    probs = mine[[PROB_PREFIX + c for c in classes]].to_numpy(float)
+    if bin_s is None or not len(left):
+        return left, right, probs
+    bins, which = np.unique(np.floor(left / bin_s).astype(np.int64), return_inverse=True)
+    sums = np.zeros((len(bins), len(classes)))
+    np.add.at(sums, which, probs)
+    means = sums / np.bincount(which)[:, None]
+    return bins * bin_s, np.minimum((bins + 1) * bin_s, right.max()), means
+
+
+def _stack(
+    ax: Axes, left: np.ndarray, right: np.ndarray, probs: np.ndarray, colors: list[str]
+) -> None:
+    """Stacked bars as one rectangle collection per class: no edges and no antialiasing, so
+    neighbouring bars meet without a seam and bars thinner than a pixel keep their colour."""
+    bottom = np.zeros(len(left))
+    for j, color in enumerate(colors):
+        top = bottom + probs[:, j]
+        corners = [(left, bottom), (right, bottom), (right, top), (left, top)]
+        verts = np.stack([np.column_stack(c) for c in corners], axis=1)
+        ax.add_collection(
+            PolyCollection(
+                verts, facecolors=color, edgecolors="none", linewidths=0, antialiaseds=False
+            )
+        )
+        bottom = top
+
+
+def _mark(ax: Axes, rows: pd.DataFrame, color: str, hatch: str, behind: bool = False) -> None:
+    """Hatch the merged spans of ``rows`` (no-face or unreadable stretches) across ``ax``; the
+    outline keeps a stretch thinner than a pixel visible. In a person's band the marks are
+    fainter and ``behind`` the bars, which cover them where a minute's bar holds such a stretch."""
+    spans = merged_spans(row_spans(rows))
+    if spans:
+        ax.broken_barh([(s, e - s) for s, e in spans], (0, 1), facecolors="none", edgecolors=color,
+                       hatch=hatch, linewidth=0.6, alpha=0.5 if behind else 1.0,
+                       zorder=0.5 if behind else 1.0)  # fmt: skip
 
 
 def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _people(n: int) -> str:
+    return "1 person" if n == 1 else f"{n} people"
+
+
+def legend_handles(classes: list[str]) -> list[Patch]:
+    """The legend: each class's colour, then what white, hatched grey and black mean."""
+    colors = class_colors(classes)
+    return [Patch(color=colors[c], label=c) for c in classes] + [
+        Patch(facecolor=NOT_ON_SCREEN_COLOR, edgecolor="#BBBBBB", label="not on screen"),
+        Patch(facecolor="none", edgecolor=NO_FACE_COLOR, hatch=NO_FACE_HATCH, label="no face"),
+        Patch(
+            facecolor="none", edgecolor=ERROR_COLOR, hatch=ERROR_HATCH, label="could not be read"
+        ),
+    ]
+
+
+def video_end(rows: pd.DataFrame) -> float:
+    """Where a video's timeline ends: its last segment's end (1 s for a video without any)."""
+    return float(np.nanmax(rows["end_s"].to_numpy(float))) if rows["end_s"].notna().any() else 1.0
 
 
 def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figure:
@@ -70,27 +131,37 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
     rows = df[df["video"] == video]
     if rows.empty:
         raise ValueError(f"{video!r} is not in the table")
-    classes, person = class_names(df), person_column(df)
+    return timeline_figure(rows, class_names(df), person_column(df), width=width)
+
+
+def timeline_figure(
+    rows: pd.DataFrame, classes: list[str], person: str, *, width: float = 11.0
+) -> Figure:
+    """The timeline of one video's rows (a report plots each video of a table grouped once)."""
+    video = str(rows["video"].iloc[0])
     colors = class_colors(classes)
-    ok = rows[rows["status"] == "ok"].sort_values("start_s")
+    ok = rows[rows["status"] == "ok"]
     no_face = rows[rows["status"] == "no_face"]
     failed = rows[rows["status"] == "error"]
     persons = sorted(ok[person].dropna().unique().tolist())
-    end = float(np.nanmax(rows["end_s"].to_numpy(float))) if rows["end_s"].notna().any() else 1.0
+    end = video_end(rows)
+    bin_s = MINUTE_S if per_minute(end) else None
 
-    fig = Figure(figsize=(width, 1.5 + 0.8 * max(len(persons), 1)), layout="constrained")
+    fig = Figure(figsize=(width, 1.6 + 0.8 * max(len(persons), 1)), layout="constrained")
     ratios = [0.35] + [1.0] * max(len(persons), 1)
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     strip, bands = axes[0], axes[1:]
 
     strip.set_yticks([])
     strip.set_ylabel("faces", rotation=0, ha="right", va="center")
-    _shade(strip, no_face, NO_FACE_COLOR, "///", 0.6)
-    _shade(strip, failed, ERROR_COLOR, None, 0.8)
+    _mark(strip, no_face, NO_FACE_COLOR, NO_FACE_HATCH)
+    _mark(strip, failed, ERROR_COLOR, ERROR_HATCH)
     whole_failure = failed[failed["start_s"].isna()]
     if not whole_failure.empty:
         message = "; ".join(dict.fromkeys(whole_failure["error"].dropna().astype(str)))
-        strip.axvspan(0, end, facecolor=ERROR_COLOR, alpha=0.8, lw=0)
+        strip.broken_barh(
+            [(0, end)], (0, 1), facecolors="none", edgecolors=ERROR_COLOR, hatch=ERROR_HATCH
+        )
         bands[0].set_xticks([])
         bands[0].text(0.5, 0.5, textwrap.fill(f"could not be read: {message}", 100), color=ERROR_COLOR,
                       ha="center", va="center", transform=bands[0].transAxes)  # fmt: skip
@@ -100,17 +171,9 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
 
     for ax, pid in zip(bands, persons, strict=False):
         mine = ok[ok[person] == pid]
-        left, right = segment_spans(mine)
-        widths = right - left
-        bottom = np.zeros(len(mine))
-        for c in classes:
-            height = mine[PROB_PREFIX + c].to_numpy(float)
-            # thin white edges keep the segments apart where neighbours look alike
-            ax.bar(left, height, widths, bottom, align="edge", color=colors[c],
-                   edgecolor="white", linewidth=0.4)  # fmt: skip
-            bottom += height
-        _shade(ax, no_face, NO_FACE_COLOR, "///", 0.35)
-        _shade(ax, failed, ERROR_COLOR, None, 0.25)
+        _stack(ax, *band_bars(mine, classes, bin_s), [colors[c] for c in classes])
+        _mark(ax, no_face, NO_FACE_COLOR, NO_FACE_HATCH, behind=True)
+        _mark(ax, failed, ERROR_COLOR, ERROR_HATCH, behind=True)
         label = dominant_label(mine, classes)
         share = (mine["label"] == label).mean()
         ax.set_ylabel(
@@ -122,16 +185,15 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
         ax.tick_params(axis="y", labelsize="small")
     for ax in axes:
         ax.set_xlim(0, end)
+        ax.set_facecolor(NOT_ON_SCREEN_COLOR)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-    bands[-1].set_xlabel("time (s)")
+    clock = set_time_axis(bands[-1], end)
+    per = "; one bar per minute: the mean of its segments" if bin_s else ""
+    bands[-1].set_xlabel(f"time ({clock}){per}")
 
-    handles = [Patch(color=colors[c], label=c) for c in classes]
-    handles += [
-        Patch(facecolor=NO_FACE_COLOR, alpha=0.6, hatch="///", edgecolor="white", label="no face"),
-        Patch(facecolor=ERROR_COLOR, alpha=0.8, label="error"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8),
+    handles = legend_handles(classes)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7),
                frameon=False, fontsize="small")  # fmt: skip
     no_face_share = (
         f", no face {no_face['end_s'].sub(no_face['start_s']).sum() / end:.0%}"
@@ -140,6 +202,7 @@ def plot_timeline(df: pd.DataFrame, video: str, *, width: float = 11.0) -> Figur
     )
     fig.suptitle(
         _short(f"{terminal_text(video)}: {counted(len(persons), 'person', 'people')}{no_face_share}"), fontsize="medium", x=0.01,
+        _short(f"{terminal_text(video)}: {_people(len(persons))}{no_face_share}"), fontsize="medium", x=0.01,
         ha="left"
     )  # fmt: skip
     return fig
