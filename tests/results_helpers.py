@@ -103,12 +103,13 @@ def assert_same_rows(a: pa.Table, b: pa.Table) -> None:
             assert x == y, name
 
 
-def synthetic_results(folder: Path, fmt: str = "parquet") -> Path:
-    """``synthetic_table`` written as ``folder/results.<fmt>``, as annotate would write it."""
+def synthetic_results(folder: Path, fmt: str = "parquet", table: pa.Table | None = None) -> Path:
+    """``table`` (``synthetic_table`` by default) written as ``folder/results.<fmt>``, as
+    annotate would write it."""
     from mmadfer_cli.table.writers import write_table
 
     path = folder / f"results.{fmt}"
-    write_table(synthetic_table(), path, fmt)  # type: ignore[arg-type]
+    write_table(synthetic_table() if table is None else table, path, fmt)  # type: ignore[arg-type]
     return path
 
 

@@ -218,14 +218,17 @@ def test_report_command_writes_tables_pictures_an_index_and_a_page_per_video(
         assert "http://" not in text and "https://" not in text and "<script" not in text
 
 
-def test_a_single_video_is_one_page_with_its_timeline(results: Path, tmp_path: Path) -> None:
-    df = read_results(results)
+def test_a_single_video_is_one_page_with_its_timeline(tmp_path: Path) -> None:
+    """One 25-minute video: index.html alone, its picture a bar per minute, as the page says."""
+    df = read_results(synthetic_results(tmp_path, table=long_table(1, 25, 1)))
     out = tmp_path / "one"
-    index = write_report(df[df["video"] == VIDEO_A], out)
+    index = write_report(df, out)
     assert not (out / "videos").exists() and _links(index) == []
     page = index.read_text(encoding="utf-8")
+    assert "25:00 long, one bar per minute" in page
     [embedded] = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert base64.b64decode(embedded) == (out / "timelines" / "a.png").read_bytes()
+    # The picture keeps the video's name, space and all: "session 000.mp4" gives "session 000.png".
+    assert base64.b64decode(embedded) == (out / "timelines" / "session 000.png").read_bytes()
 
 
 def test_report_refuses_what_is_not_a_result_table(tmp_path: Path) -> None:
