@@ -25,7 +25,6 @@ from matplotlib.patches import Patch
 
 from mmadfer_cli.media.discover import terminal_text
 from mmadfer_cli.plural import counted
-from mmadfer_cli.reporting.summary import dominant_label
 from mmadfer_cli.reporting.palette import (
     ERROR_COLOR,
     ERROR_HATCH,
@@ -102,10 +101,6 @@ def _mark(ax: Axes, rows: pd.DataFrame, color: str, hatch: str, behind: bool = F
 
 def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
-
-
-def _people(n: int) -> str:
-    return "1 person" if n == 1 else f"{n} people"
 
 
 def legend_handles(classes: list[str]) -> list[Patch]:
@@ -202,7 +197,6 @@ def timeline_figure(
     )
     fig.suptitle(
         _short(f"{terminal_text(video)}: {counted(len(persons), 'person', 'people')}{no_face_share}"), fontsize="medium", x=0.01,
-        _short(f"{terminal_text(video)}: {_people(len(persons))}{no_face_share}"), fontsize="medium", x=0.01,
         ha="left"
     )  # fmt: skip
     return fig
