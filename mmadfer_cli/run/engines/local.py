@@ -34,6 +34,7 @@ from mmadfer_cli.run.chunk import (
     plan_video,
     run_chunk,
 )
+from mmadfer_cli.run.core_turns import CoreTurns
 from mmadfer_cli.run.errors import PipelineError, failing_stage
 from mmadfer_cli.run.videos import PipelineEvents, PipelineStats, VideoResult, Videos, VideoTask
 
@@ -140,11 +141,19 @@ class _WorkQueue:
 class _ModelQueue:
     """The ``Predictor`` of the local engine: the model behind a ``Batched`` queue."""
 
-    def __init__(self, predict: Predict, batch_size: int, max_clips: int, threads: int) -> None:
+    def __init__(
+        self,
+        predict: Predict,
+        batch_size: int,
+        max_clips: int,
+        threads: int,
+        turns: CoreTurns | None = None,
+    ) -> None:
         def run(items: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
             if torch.get_num_threads() != threads:  # the serving thread's own count: all cores
                 use_threads(threads)
-            return predict([c for c, _ in items], [f for _, f in items])
+            with turns.model() if turns is not None else contextlib.nullcontext():
+                return predict([c for c, _ in items], [f for _, f in items])
 
         self.batched = Batched(run, batch_size, gather_s=0.05, name="mmadfer-model",
                                max_waiting=max_clips)  # fmt: skip
@@ -162,12 +171,15 @@ def produce(
     class_names: Sequence[str],
     stop: threading.Event,
     threads: int | None = None,
+    turns: CoreTurns | None = None,
 ) -> None:
     """Worker loop: open videos (planning their chunks) and run chunks, reporting to ``out``."""
     try:
         if threads is not None:
             use_threads(threads)
         source = stages.open_source()
+        if turns is not None:
+            source = turns.source(source)
     except BaseException as exc:
         _put(out, _WorkerExit(fatal=exc), stop)
         return
@@ -225,7 +237,8 @@ def run_pipeline(
     fails in the media stages gives one error result and the run goes on. At most
     ``queue_size`` face clips (default: two batches and two per worker) wait for the model
     besides the batch it runs. Each worker sets its own ``threads_per_worker`` PyTorch threads
-    (see ``worker_threads``); the model keeps the caller's. Closing the generator (or Ctrl-C in
+    (see ``worker_threads``); the model keeps the caller's, and then the two take turns at the
+    cores (``CoreTurns``: on the CPU, running at once slows both). Closing the generator (or Ctrl-C in
     the caller) stops the workers and waits for each to finish its current segment.
     """
     if batch_size < 1 or workers < 1:
@@ -237,11 +250,12 @@ def run_pipeline(
     out: queue.Queue = queue.Queue()
     stop = threading.Event()
     waiting = queue_size or 2 * batch_size + 2 * workers
-    model = _ModelQueue(stages.predict, batch_size, waiting, torch.get_num_threads())
+    turns = CoreTurns() if threads_per_worker is not None else None
+    model = _ModelQueue(stages.predict, batch_size, waiting, torch.get_num_threads(), turns)
     threads = [
         threading.Thread(
             target=produce,
-            args=(work, out, stages, model, class_names, stop, threads_per_worker),
+            args=(work, out, stages, model, class_names, stop, threads_per_worker, turns),
             daemon=True,
             name=f"mmadfer-{i}",
         )
@@ -277,6 +291,8 @@ def run_pipeline(
     finally:
         model_stats = model.batched.stats
         stats.model_s, stats.batches = model_stats.busy_s, model_stats.calls
+        if turns is not None:  # a segment's time included its wait for the model's turn
+            stats.produce_s -= turns.media_wait_s
         stats.wall_s = time.perf_counter() - started
         # Let every worker finish its current segment and close its video: native decoder
         # threads must not be torn down by interpreter exit (that aborts the process).
@@ -301,8 +317,16 @@ def max_workers() -> int:
 
 
 def default_workers(device: torch.device) -> int:
-    """One worker per CPU core, at most 8 (16 feeding a GPU, where decoding is the limit)."""
-    return max(1, min(os.cpu_count() or 1, 16 if device.type == "cuda" else 8))
+    """Feeding a GPU one worker per CPU core, at most 16 with CUDA (decoding is the limit there)
+    and 8 with a Mac's GPU. On the
+    CPU one per two cores, at most 8, each with two threads: the workers' media stages run
+    between model batches (``CoreTurns``), and a lone video's segments come one at a time, so
+    a worker of one thread would leave the other core idle in its turn (a 60-s video on 2 cores:
+    95 s against 105 s with two workers of one thread; a folder of short videos: the same)."""
+    cores = os.cpu_count() or 1
+    if device.type == "cpu":
+        return max(1, min(cores // 2, 8))
+    return max(1, min(cores, 16 if device.type == "cuda" else 8))
 
 
 def worker_threads(workers: int, device: torch.device) -> int | None:
