@@ -35,15 +35,18 @@ class CoreTurns:
         self._model_waiting = 0
         self._model_running = False
         self.media_wait_s = 0.0  # summed over the media stages: time spent waiting for a turn
+        self.model_wait_s = 0.0
 
     @contextmanager
     def model(self) -> Iterator[None]:
         with self._changed:
+            t0 = time.perf_counter()
             self._model_waiting += 1
             while self._media or self._model_running:
                 self._changed.wait()
             self._model_waiting -= 1
             self._model_running = True
+            self.model_wait_s += time.perf_counter() - t0
         try:
             yield
         finally:

@@ -291,8 +291,9 @@ def run_pipeline(
     finally:
         model_stats = model.batched.stats
         stats.model_s, stats.batches = model_stats.busy_s, model_stats.calls
-        if turns is not None:  # a segment's time included its wait for the model's turn
+        if turns is not None:  # busy times included the waits for a turn
             stats.produce_s -= turns.media_wait_s
+            stats.model_s -= turns.model_wait_s
         stats.wall_s = time.perf_counter() - started
         # Let every worker finish its current segment and close its video: native decoder
         # threads must not be torn down by interpreter exit (that aborts the process).
