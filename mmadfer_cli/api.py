@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmadfer_cli.plural import counted
+from mmadfer_cli.plural import agree, counted
 from mmadfer_cli.run.options import DEFAULTS as D
 from mmadfer_cli.run.options import ENGINES, AnnotateOptions, UsageError
 from mmadfer_cli.run.progress import ProgressEvents, RunEvents
@@ -109,7 +109,8 @@ def annotate(
     ]
     if problems:
         warnings.warn(
-            f"{counted(len(problems), 'video')} failed or damaged (their rows say why): "
+            f"{counted(len(problems), 'video')} failed or damaged "
+            f"({agree(len(problems), 'its', 'their')} rows say why): "
             + "; ".join(problems),
             stacklevel=2,
         )

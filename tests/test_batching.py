@@ -1,6 +1,9 @@
-"""``Batched``: a request larger than the batch size runs (and is counted) as full batches."""
+"""``Batched``: a request larger than the batch size runs (and is counted) as full batches; with
+``more_coming`` a call waits for a full batch while more items are on their way."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -20,3 +23,20 @@ def test_a_request_larger_than_max_items_runs_as_batches_each_counted() -> None:
     assert np.array_equal(np.asarray(batched(list(range(10)))), 10 * np.arange(10))
     assert sizes == [4, 4, 2]
     assert (batched.stats.calls, batched.stats.items) == (3, 10)
+
+
+def test_a_call_waits_for_a_full_batch_while_more_items_are_coming() -> None:
+    # On the CPU the model takes turns with the media stages: waiting for a full batch while a
+    # worker makes clips costs nothing, and batches of one are slower per clip.
+    sizes: list[int] = []
+    coming = threading.Event()
+    coming.set()
+    batched = Batched(lambda items: sizes.append(len(items)) or items, max_items=4,
+                      gather_s=0.01, more_coming=coming.is_set)  # fmt: skip
+    first = [batched.submit([i]) for i in range(6)]  # a full batch, then two of the next
+    first[3]()
+    assert sizes == [4]
+    coming.clear()  # nothing more on its way: the partial batch goes
+    assert list(first[5]()) == [5]
+    assert sizes == [4, 2]
+    batched.close()

@@ -127,3 +127,20 @@ def test_default_workers_have_two_cores_each_on_the_cpu(
     assert default_workers(torch.device("cpu")) == cpu
     assert default_workers(torch.device("cuda")) == cuda
     assert worker_threads(cpu, torch.device("cpu")) == max(1, cores // cpu)
+
+
+def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
+    turns = CoreTurns()
+    assert not turns.media_busy()
+    with turns.media():
+        assert turns.media_busy()
+    assert turns.media_busy(grace_s=60)  # a worker hands its clips on between two turns
+    assert not turns.media_busy(grace_s=0)
+    waiting = threading.Event()
+    with turns.model():
+        worker = threading.Thread(target=lambda: [waiting.set(), turns.media().__enter__()])
+        worker.start()
+        waiting.wait()
+        time.sleep(0.05)
+        assert turns.media_busy(grace_s=0)  # one waits for its turn
+    worker.join()

@@ -66,10 +66,13 @@ class Batched(Generic[Item, Result]):
         gather_s: float = 0.002,
         name: str = "mmadfer-batched",
         max_waiting: int | None = None,
+        more_coming: Callable[[], bool] | None = None,
     ) -> None:
         self.fn, self.max_items = fn, max_items
         self.gather_s = gather_s  # a short wait for more requests when a call would be small
         self.max_waiting = max_waiting
+        # Whether to wait for a full call: items are on their way and waiting costs nothing.
+        self.more_coming = more_coming
         self.stats = BatchStats()
         self._waiting: list[_Request[Item, Result]] = []
         self._ready = threading.Condition()
@@ -122,11 +125,21 @@ class Batched(Generic[Item, Result]):
         """Whether a new request must wait for room (one is always let in when none waits)."""
         return self.max_waiting is not None and self._queued() >= self.max_waiting > 0
 
+    def _filling(self) -> bool:
+        """Whether the next call waits for more items: it is not full, there is room for them
+        (``max_waiting``) and ``more_coming`` says they are on their way."""
+        queued = self._queued()
+        room = self.max_waiting is None or queued < self.max_waiting
+        filling = queued < self.max_items and room
+        return self.more_coming is not None and filling and self.more_coming()
+
     def _take(self) -> list[tuple[_Request[Item, Result], int, int]] | None:
         """The next call's items, as (request, start, end) slices; None once closed."""
         with self._ready:
             while not self._waiting and not self._closed:
                 self._ready.wait()
+            while not self._closed and self._filling():
+                self._ready.wait(self.gather_s)
             if not self._closed and self._queued() < self.max_items // 4:
                 self._ready.wait(self.gather_s)  # let the other callers' items arrive
             if self._closed:

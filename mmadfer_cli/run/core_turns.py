@@ -8,7 +8,10 @@ a 60-s one-face video took 130 s sharing the cores, 105 s taking turns with two 
 one thread and 95 s with one worker of two. So a model batch runs alone on all cores, and the workers' media
 stages (decoding, faces, filterbank: one segment at a time) run together between batches,
 each with its own share of the cores. The model comes first: while it waits for its turn no
-new segment starts, so the workers only fill the time it would have waited for clips.
+new segment starts. Since the two never overlap, a batch loses nothing by waiting for its
+clips while media stages are at work (``media_busy``), and full batches are faster per clip:
+one clip at a time, a 60-s one-face video's 20 clips took the model 25.1 s, against 20.4 s
+in batches of 8.
 """
 
 from __future__ import annotations
@@ -32,10 +35,19 @@ class CoreTurns:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._media = 0
+        self._media_waiting = 0
         self._model_waiting = 0
         self._model_running = False
         self.media_wait_s = 0.0  # summed over the media stages: time spent waiting for a turn
         self.model_wait_s = 0.0
+        self._media_ended = float("-inf")  # when the last media turn ended
+
+    def media_busy(self, grace_s: float = 0.1) -> bool:
+        """Whether a media stage holds or wants its turn, or ended one less than ``grace_s``
+        ago (a worker hands its clips on between two turns): more clips are on their way."""
+        with self._changed:
+            recent = time.perf_counter() - self._media_ended < grace_s
+            return bool(self._media or self._media_waiting) or recent
 
     @contextmanager
     def model(self) -> Iterator[None]:
@@ -58,8 +70,10 @@ class CoreTurns:
     def media(self) -> Iterator[None]:
         with self._changed:
             t0 = time.perf_counter()
+            self._media_waiting += 1
             while self._model_running or self._model_waiting:
                 self._changed.wait()
+            self._media_waiting -= 1
             self._media += 1
             self.media_wait_s += time.perf_counter() - t0
         try:
@@ -67,6 +81,7 @@ class CoreTurns:
         finally:
             with self._changed:
                 self._media -= 1
+                self._media_ended = time.perf_counter()
                 self._changed.notify_all()
 
     def source(self, source: ClipSource) -> ClipSource:

@@ -155,8 +155,9 @@ class _ModelQueue:
             with turns.model() if turns is not None else contextlib.nullcontext():
                 return predict([c for c, _ in items], [f for _, f in items])
 
+        more_coming = turns.media_busy if turns is not None else None
         self.batched = Batched(run, batch_size, gather_s=0.05, name="mmadfer-model",
-                               max_waiting=max_clips)  # fmt: skip
+                               max_waiting=max_clips, more_coming=more_coming)  # fmt: skip
 
     def submit(self, clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]):
         pending = self.batched.submit(list(zip(clips, fbanks, strict=True)))
