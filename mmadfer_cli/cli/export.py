@@ -64,7 +64,7 @@ def eaf(
 ) -> None:
     """ELAN files (.eaf), one per video: a tier per person, linked to the video.
 
-    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and two dependent tiers: its confidence, and every class's probability, most likely first ('happiness 0.70, sadness 0.20, neutral 0.10'); a 'no face' tier marks segments without anyone. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
+    Each person's tier has one annotation per segment with the label (from a controlled vocabulary of the model's classes) and two dependent tiers: its confidence, and every class's probability, most likely first ('happiness 0.70, sadness 0.20, neutral 0.10'); a 'no face' tier marks segments without anyone and an 'error' tier the stretches that could not be read. Prints the files written on stdout. Exit codes: 0 done, 2 bad input, an --out that cannot be written, or a file held open by another program.
     """
     _export(results, out, quiet, lambda df: export_eaf(df, out, media_root))
 

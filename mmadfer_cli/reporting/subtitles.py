@@ -1,6 +1,6 @@
 """Subtitles (SRT, WebVTT) that show each segment's labels in any video player.
 
-One cue per segment: a short line per person (``person 1: happiness 0.82``), or
+One cue per segment: a short line per person (``person 0: happiness 0.82``), or
 ``(no face)``, or ``(could not be read)``; cue ends are cut at the next
 segment's start so that overlapping segments do not stack on screen. A cue
 holds at most ``MAX_LINES`` lines, so that a crowd does not cover the picture:
