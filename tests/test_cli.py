@@ -93,3 +93,6 @@ def test_shell_completion_is_offered_and_completes_choices() -> None:
            "COMP_WORDS": "mmadfer annotate a.mp4 --soundtrack "}  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == ["video", "silent"]
+    env["COMP_WORDS"] = "mmadfer annotate a.mp4 --device c"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["cpu", "cuda"]

@@ -52,8 +52,13 @@ def device_name(value: str) -> str:
     return value
 
 
+def device_completions(incomplete: str) -> list[str]:
+    """What tab completion offers for ``--device``: the named devices (a GPU's index is typed)."""
+    return [name for name in DEVICES if name != "cuda:N" and name.startswith(incomplete)]
+
+
 def device_option(default: str, help: str) -> Any:
-    """The ``--device`` (``-d``) option of a command: its forms shown, and checked at parsing."""
-    return typer.Option(
-        default, "--device", "-d", help=help, metavar=DEVICE_METAVAR, callback=device_name
-    )
+    """The ``--device`` (``-d``) option of a command: its forms shown, checked at parsing and
+    completed."""
+    return typer.Option(default, "--device", "-d", help=help, metavar=DEVICE_METAVAR,
+                        callback=device_name, autocompletion=device_completions)  # fmt: skip
