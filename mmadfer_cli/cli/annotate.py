@@ -199,7 +199,7 @@ def annotate(
         D.reid_scope,
         "--reid-scope",
         help="video: person ids per video. run: shared by the videos of the run (the same "
-        "participants in several sessions).",
+        "participants in several sessions), matched in input order; cannot resume.",
     ),
     workers: int = typer.Option(
         D.workers,

@@ -11,7 +11,7 @@ Two steps with a small surface, so that they sit beside the pipeline rather than
   alike keeps one overlap track), then clusters the tracks into people by average
   linkage under a distance threshold. Tracks seen at the same time are never joined.
   With the ``run`` scope, each video's people are then matched to the people of the
-  videos finished before it.
+  videos before it (the runner hands them on in input order: ``run/input_order.py``).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class People:
 
     With the ``run`` scope, people are kept across the videos of the run (a gallery of
     each person's mean vector), so the same participant filmed in several sessions keeps
-    one id; videos are matched in the order they finish.
+    one id; videos are matched in the order ``assign`` gets them (the runner's: input order).
     """
 
     settings: ReidSettings = field(default_factory=ReidSettings)

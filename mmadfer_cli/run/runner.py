@@ -47,6 +47,7 @@ from mmadfer_cli.run.engines.local import (
 )
 from mmadfer_cli.run.engines.ray.connect import RayUnavailableError
 from mmadfer_cli.run.errors import PipelineError, os_reason
+from mmadfer_cli.run.input_order import InputOrder
 from mmadfer_cli.run.options import AnnotateOptions, UsageError
 from mmadfer_cli.run.prepare import Prepared, prepare
 from mmadfer_cli.run.progress import RunEvents
@@ -156,7 +157,8 @@ def run(options: AnnotateOptions, events: RunEvents | None = None) -> RunReport:
         if options.engine == "local":
             workers = _bounded_workers(options, workers, tasks, prepared.stages.chunks, events)
         results = _engine(options, prepared, tasks, (workers, threads), report, events)
-        _consume(results, prepared, sink, [path_text(v) for v in videos], report, events)
+        _consume(results, prepared, sink, (tasks, [path_text(v) for v in videos]), report,
+                 events)  # fmt: skip
         if isinstance(sink, MemorySink):
             report.table = sink.table
     if options.stats is not None:
@@ -343,30 +345,42 @@ def _consume(
     results: Iterator[VideoResult],
     prepared: Prepared,
     sink: Sink,
-    all_videos: list[str],
+    videos: tuple[list[VideoTask], list[str]],
     report: RunReport,
     events: RunEvents,
 ) -> None:
-    """Each finished video through re-identification into the sink; the sink closed at the end.
-    Whatever stops the run, the videos finished so far stay written."""
+    """Each finished video through re-identification into the sink; the sink closed at the end
+    (``videos``: the tasks to run and every video's name). With ``--reid-scope run`` videos are
+    matched in input order (``InputOrder``). Whatever stops the run, the videos finished so far
+    stay written."""
+    tasks, all_videos = videos
     schema = prepared.run.schema()
+    people = prepared.people
+    order = InputOrder(tasks) if people is not None and people.settings.scope == "run" else None
     started = time.perf_counter()
     count = len(all_videos) - report.skipped
     events.starting(count)
+
+    def keep(result: VideoResult) -> None:
+        if people is not None:
+            people.assign(result.rows)
+        sink.write(result.task.video, rows_table(result.rows, schema))
+        report.results.append(result)
+        if result.error is not None:
+            report.failures.append((result.task.video, result.error))
+        if result.damaged:
+            report.damage.append((result.task.video, result.damaged))
+        events.video_done(result)
+
     try:
         for result in results:
-            if prepared.people is not None:
-                prepared.people.assign(result.rows)
-            sink.write(result.task.video, rows_table(result.rows, schema))
-            report.results.append(result)
-            if result.error is not None:
-                report.failures.append((result.task.video, result.error))
-            if result.damaged:
-                report.damage.append((result.task.video, result.damaged))
-            events.video_done(result)
+            for ready in order.ready(result) if order is not None else (result,):
+                keep(ready)
         report.where = sink.close(all_videos)
     except (KeyboardInterrupt, Terminated) as exc:
         results.close()
+        for held in order.rest() if order is not None else ():
+            keep(held)
         done = len(report.results)
         kept = (
             f"{counted(done, 'finished video')} {agree(done, 'is', 'are')} kept; rerun the same "
