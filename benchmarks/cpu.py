@@ -8,8 +8,8 @@
    and just after it (their mean is the "matrix rate").
 3. A 60-s one-face video through the real ``mmadfer annotate`` (default workers, batch size
    and precision): the pipeline's wall time beside the model alone on the same number of clips,
-   and the share of the matrix-rate limit reached end to end (the clips' GFLOP at the matrix
-   rate, over the wall time).
+   what the media stages and face detection took of it, and the share of the matrix-rate limit
+   reached end to end (the clips' GFLOP at the matrix rate, over the wall time).
 
 A shared machine moves every figure; the ratios compare figures taken minutes apart at most.
 
@@ -169,6 +169,10 @@ def main() -> None:
               f"{counted(run['workers'], 'worker')}:")  # fmt: skip
         print(f"   pipeline {wall:.1f} s, model alone {alone:.1f} s: "
               f"pipeline / model = {wall / alone:.2f} (aim <= 1.2)")  # fmt: skip
+        media, found = run["media"]["busy_s"], run["detector"]
+        print(f"   the media stages {media:.1f} s of it, face detection {found['busy_s']:.1f} s "
+              f"({found['frames'] / max(found['busy_s'], 1e-9):.0f} frames/s); the model in "
+              f"{counted(run['model']['batches'], 'batch', 'batches')}")  # fmt: skip
         print(f"   at the matrix rate {limit:.1f} s: end to end at {limit / wall:.2f} of the "
               f"limit (aim >= 0.58); command {run['wall']:.1f} s with start-up")  # fmt: skip
 
