@@ -131,9 +131,7 @@ def run_chunk(
             else:
                 return None
         finally:
-            close = getattr(segments, "close", None)
-            if close is not None:
-                close()
+            close_segments(segments)
     except PredictorError:
         raise
     except Exception as exc:
@@ -142,6 +140,14 @@ def run_chunk(
         probs = _wait(pending) if pending is not None else _no_faces(clips, class_names)
         out.rows += segment_rows(video, video_id, clips, probs, class_names)
     return out
+
+
+def close_segments(segments: Iterable[SegmentClips]) -> None:
+    """Close a source's segment iterator (a generator holding an open video), if it has a
+    ``close``: a chunk, or a wrapper around a source, that stops early lets the video go."""
+    close = getattr(segments, "close", None)
+    if close is not None:
+        close()
 
 
 def _submit(predictor: Predictor, clips: SegmentClips) -> Pending | None:

@@ -5,9 +5,9 @@ media thread that takes a core from the model's team stalls the whole team at ev
 operation. Measured on 2 cores: a model batch and a face detector running at once took
 17.8 s, one after the other 15.3 s, and 13.0 s with the detector on both cores in its turn;
 a 60-s one-face video took 130 s sharing the cores, 105 s taking turns with two workers of
-one thread and 95 s with one worker of two. So a model batch runs alone on all cores, and the workers' media
-stages (decoding, faces, filterbank: one segment at a time) run together between batches,
-each with its own share of the cores. The model comes first: while it waits for its turn no
+one thread and 95 s with one worker of two. So a model batch runs alone on all cores, and
+the workers' media stages (decoding, faces, filterbank: one segment at a time) run together
+between batches, each with its own share of the cores. The model comes first: while it waits for its turn no
 new segment starts. Since the two never overlap, a batch loses nothing by waiting for its
 clips while media stages are at work (``media_busy``), and full batches are faster per clip:
 one clip at a time, a 60-s one-face video's 20 clips took the model 25.1 s, against 20.4 s
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mmadfer_cli.run.chunk import close_segments
 
 if TYPE_CHECKING:
     from mmadfer_cli.run.chunk import ChunkJob, ClipSource
@@ -97,12 +99,6 @@ class CoreTurns:
                         return
                     yield segment
             finally:
-                _close(segments)
+                close_segments(segments)
 
         return clips
-
-
-def _close(segments: Iterable[SegmentClips]) -> None:
-    close = getattr(segments, "close", None)
-    if close is not None:
-        close()

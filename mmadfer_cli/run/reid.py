@@ -28,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 
 from mmadfer_cli.faces.embedding import FaceEmbeddings
 from mmadfer_cli.media.segments import CLIP_FRAMES
+from mmadfer_cli.run.chunk import close_segments
 from mmadfer_cli.run.rows import EMBEDDINGS_KEY
 
 if TYPE_CHECKING:
@@ -101,9 +102,7 @@ def with_embeddings(
                 for segment in segments:
                     yield embed_faces(segment, embedder, frames)
             finally:
-                close = getattr(segments, "close", None)
-                if close is not None:
-                    close()
+                close_segments(segments)
 
         return clips
 
