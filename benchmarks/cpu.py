@@ -32,7 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from long_video import SOURCE, annotate, loop_video, random_model
-from model import model_gflop_per_clip
+from model import matmul_gflops, model_gflop_per_clip
 
 from mmadfer_cli.faces.mtcnn import MtcnnDetector
 from mmadfer_cli.media.video import open_video
@@ -96,17 +96,6 @@ def detectors(video: Path, frames: int) -> None:
         print("   dlib not installed: no comparison")
 
 
-def matmul_rate(dtype: torch.dtype, size: int = 4096, seconds: float = 3.0) -> float:
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.mm(a, b)
-        runs += 1
-    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
-
-
 def model_alone(clips: int, batch: int) -> tuple[float, float, float, str]:
     """Seconds for ``clips`` clips in batches of ``batch``, GFLOP per clip, the matrix rate
     (GFLOP/s, mean of before and after) and the precision."""
@@ -119,7 +108,8 @@ def model_alone(clips: int, batch: int) -> tuple[float, float, float, str]:
     images = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(batch)]
     fbanks = [torch.randn(config.fbank_frames, config.mel_bins) for _ in range(batch)]
     predict(images[:1], fbanks[:1])  # warm up
-    before = matmul_rate(DTYPES[precision])
+    cpu, dtype = torch.device("cpu"), DTYPES[precision]
+    before = matmul_gflops(cpu, 4096, 3.0, dtype)
     start = time.perf_counter()
     done = 0
     while done < clips:
@@ -127,7 +117,7 @@ def model_alone(clips: int, batch: int) -> tuple[float, float, float, str]:
         predict(images[:n], fbanks[:n])
         done += n
     seconds = time.perf_counter() - start
-    after = matmul_rate(DTYPES[precision])
+    after = matmul_gflops(cpu, 4096, 3.0, dtype)
     return seconds, model_gflop_per_clip(config), (before + after) / 2, precision
 
 

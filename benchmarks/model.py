@@ -31,9 +31,11 @@ def model_gflop_per_clip(config: MMADFERConfig) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_gflops(device: torch.device, size: int, seconds: float) -> float:
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+def matmul_gflops(
+    device: torch.device, size: int, seconds: float, dtype: torch.dtype = torch.float32
+) -> float:
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     torch.mm(a, b)
     _sync(device)
     runs, start = 0, time.perf_counter()
