@@ -239,8 +239,8 @@ def run_pipeline(
     ``queue_size`` face clips (default: two batches and two per worker) wait for the model
     besides the batch it runs. Each worker sets its own ``threads_per_worker`` PyTorch threads
     (see ``worker_threads``); the model keeps the caller's, and then the two take turns at the
-    cores (``CoreTurns``: on the CPU, running at once slows both). Closing the generator (or Ctrl-C in
-    the caller) stops the workers and waits for each to finish its current segment.
+    cores (``CoreTurns``: on the CPU, running at once slows both). Closing the generator (or
+    Ctrl-C in the caller) stops the workers and waits for each to finish its current segment.
     """
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be at least 1")
@@ -320,11 +320,11 @@ def max_workers() -> int:
 
 def default_workers(device: torch.device) -> int:
     """Feeding a GPU one worker per CPU core, at most 16 with CUDA (decoding is the limit there)
-    and 8 with a Mac's GPU. On the
-    CPU one per two cores, at most 8, each with two threads: the workers' media stages run
-    between model batches (``CoreTurns``), and a lone video's segments come one at a time, so
-    a worker of one thread would leave the other core idle in its turn (a 60-s video on 2 cores:
-    95 s against 105 s with two workers of one thread; a folder of short videos: the same)."""
+    and 8 with a Mac's GPU. On the CPU one per two cores, at most 8, each with two threads: the
+    workers' media stages run between model batches (``CoreTurns``), and a lone video's
+    segments come one at a time, so a worker of one thread would leave the other core idle in
+    its turn (a 60-s video on 2 cores: 95 s against 105 s with two workers of one thread; a
+    folder of short videos: the same)."""
     cores = os.cpu_count() or 1
     if device.type == "cpu":
         return max(1, min(cores // 2, 8))
