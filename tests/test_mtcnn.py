@@ -16,7 +16,8 @@ from skimage import data
 
 from mmadfer_cli.faces import DetectorUnavailableError, create_detector
 from mmadfer_cli.faces import mtcnn_weights as weights
-from mmadfer_cli.faces.mtcnn import MtcnnDetector, pyramid_scales
+from mmadfer_cli.faces.mtcnn import MtcnnDetector, _integral, pyramid_scales
+from mmadfer_cli.faces.mtcnn_nets import _max_pool_ceil, _prelu
 from mmadfer_cli.faces.nms import grouped_nms
 from mmadfer_cli.faces.tracking import iou
 from tests.conftest import REPO
@@ -96,6 +97,32 @@ def test_frames_of_several_sizes_in_one_call(detector: MtcnnDetector) -> None:
         1e-3,
     )
     assert [len(b) for b in mixed] == [1, 6, 1]
+
+
+@pytest.mark.parametrize("kernel", [2, 3])
+@pytest.mark.parametrize("size", [(7, 9), (8, 8), (22, 21), (13, 46)])
+@pytest.mark.parametrize("channels", [10, 16, 28])
+def test_fast_pooling_and_prelu_equal_pytorch(
+    kernel: int, size: tuple[int, int], channels: int
+) -> None:
+    # P-Net's own pooling and PReLU must give PyTorch's values bit for bit: the boxes rest on it.
+    torch.manual_seed(kernel)
+    for batch in (1, 3, 8):  # 3: a pixel count the channel regrouping cannot divide
+        x = torch.randn(batch, channels, *size).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(channels)
+        pooled = _max_pool_ceil(x, kernel)
+        assert torch.equal(pooled, torch.nn.functional.max_pool2d(x, kernel, 2, ceil_mode=True))
+        assert torch.equal(_prelu(x, weight), torch.prelu(x, weight))
+        assert torch.equal(_prelu(x.contiguous(), weight), torch.prelu(x, weight))
+
+
+@pytest.mark.parametrize("height", [1, 15, 16, 17, 48, 481])
+def test_summed_area_table_is_exact(height: int) -> None:
+    frames = torch.randint(0, 256, (2, height, 5, 3), dtype=torch.uint8)
+    table = _integral(frames)
+    expected = frames.to(torch.int64).cumsum(1).cumsum(2)
+    assert torch.equal(table[:, 1:, 1:].to(torch.int64), expected)
+    assert not table[:, 0].any() and not table[:, :, 0].any()
 
 
 def test_no_face_no_box(detector: MtcnnDetector) -> None:
