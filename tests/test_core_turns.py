@@ -144,3 +144,44 @@ def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
         time.sleep(0.05)
         assert turns.media_busy(grace_s=0)  # one waits for its turn
     worker.join()
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _settled(expected: int) -> int:
+    """The process's thread count once it reaches ``expected`` (exiting threads take a moment)."""
+    for _ in range(100):
+        if (count := _os_threads()) == expected:
+            return count
+        time.sleep(0.01)
+    return _os_threads()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_turn_hands_back_its_openmp_threads() -> None:
+    # Idle OpenMP pools of other threads make every operation wake its team from sleep
+    # (run/thread_pools.py): a thread's pool must be gone when its turn ends.
+    from mmadfer_cli.run.thread_pools import release_thread_pool
+
+    turns, counts = CoreTurns(), {}
+
+    def turn(kind: str) -> None:
+        torch.set_num_threads(3)
+        with getattr(turns, kind)():
+            counts[f"{kind} before"] = _os_threads()
+            torch.ones(1 << 22).add_(1)  # parallel: starts this thread's pool of 3
+            counts[f"{kind} during"] = _os_threads()
+        counts[f"{kind} after"] = _settled(counts[f"{kind} before"])
+
+    release_thread_pool()  # pytest's own thread may hold one from earlier tests
+    for kind in ("model", "media"):
+        thread = threading.Thread(target=turn, args=(kind,))
+        thread.start()
+        thread.join()
+    if not release_thread_pool():
+        pytest.skip("PyTorch does not run on libgomp here")
+    for kind in ("model", "media"):
+        assert counts[f"{kind} during"] == counts[f"{kind} before"] + 2
+        assert counts[f"{kind} after"] == counts[f"{kind} before"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmadfer_cli.run.chunk import close_segments
+from mmadfer_cli.run.thread_pools import release_thread_pool
 
 if TYPE_CHECKING:
     from mmadfer_cli.run.chunk import ChunkJob, ClipSource
@@ -64,6 +65,7 @@ class CoreTurns:
         try:
             yield
         finally:
+            release_thread_pool()  # before the media stages start theirs (thread_pools)
             with self._changed:
                 self._model_running = False
                 self._changed.notify_all()
@@ -81,6 +83,7 @@ class CoreTurns:
         try:
             yield
         finally:
+            release_thread_pool()
             with self._changed:
                 self._media -= 1
                 self._media_ended = time.perf_counter()

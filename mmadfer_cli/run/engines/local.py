@@ -36,6 +36,7 @@ from mmadfer_cli.run.chunk import (
 )
 from mmadfer_cli.run.core_turns import CoreTurns
 from mmadfer_cli.run.errors import PipelineError, failing_stage
+from mmadfer_cli.run.thread_pools import release_thread_pool
 from mmadfer_cli.run.videos import PipelineEvents, PipelineStats, VideoResult, Videos, VideoTask
 
 Predict = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], np.ndarray]
@@ -252,6 +253,8 @@ def run_pipeline(
     stop = threading.Event()
     waiting = queue_size or 2 * batch_size + 2 * workers
     turns = CoreTurns() if threads_per_worker is not None else None
+    if turns is not None:
+        release_thread_pool()  # the caller's, from loading the model: see thread_pools
     model = _ModelQueue(stages.predict, batch_size, waiting, torch.get_num_threads(), turns)
     threads = [
         threading.Thread(
