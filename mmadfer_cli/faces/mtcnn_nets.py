@@ -22,20 +22,31 @@ def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
 
 
-def _max_pool_ceil(x: torch.Tensor, kernel: int) -> torch.Tensor:
-    """``MaxPool2d(kernel, 2, ceil_mode=True)`` as maxima of strided views: the same values,
-    without the indices PyTorch's CPU kernel computes (several times faster on P-Net's maps)."""
-    h, w = x.shape[-2:]
-    out_h, out_w = (h - kernel + 1) // 2 + 1, (w - kernel + 1) // 2 + 1
-    pad_h, pad_w = 2 * out_h - 2 + kernel - h, 2 * out_w - 2 + kernel - w
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), value=float("-inf"))
-    rows = x[..., 0 : 2 * out_h - 1 : 2, :]
-    for i in range(1, kernel):
-        rows = torch.maximum(rows, x[..., i : i + 2 * out_h - 1 : 2, :])
-    out = rows[..., 0 : 2 * out_w - 1 : 2]
-    for i in range(1, kernel):
-        out = torch.maximum(out, rows[..., i : i + 2 * out_w - 1 : 2])
+def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``MaxPool2d(2, 2, ceil_mode=True)`` of a channels-last map as maxima of strided views, an
+    odd last row or column copied: the same values without the indices PyTorch's CPU kernel
+    computes (several times faster on P-Net's maps)."""
+    n, c, h, w = x.shape
+    pairs_h, pairs_w = h // 2, w // 2
+    rows = torch.empty(
+        (n, c, h - pairs_h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
+    )
+    torch.maximum(
+        x[..., 0 : 2 * pairs_h : 2, :], x[..., 1 : 2 * pairs_h : 2, :], out=rows[..., :pairs_h, :]
+    )
+    if h % 2:
+        rows[..., pairs_h, :] = x[..., h - 1, :]
+    out = torch.empty(
+        (n, c, h - pairs_h, w - pairs_w),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=torch.channels_last,
+    )
+    torch.maximum(
+        rows[..., 0 : 2 * pairs_w : 2], rows[..., 1 : 2 * pairs_w : 2], out=out[..., :pairs_w]
+    )
+    if w % 2:
+        out[..., pairs_w] = rows[..., w - 1]
     return out
 
 
@@ -85,7 +96,7 @@ class PNet(nn.Module):
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _max_pool_ceil(_prelu(self.conv1(x), self.prelu1.weight), 2)
+        x = _max_pool_2x2(_prelu(self.conv1(x), self.prelu1.weight))
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         # Both 1 x 1 heads in one pass over the largest maps (a third of P-Net's time otherwise).
         weight = torch.cat([self.conv4_2.weight, self.conv4_1.weight])
