@@ -108,3 +108,21 @@ def test_encoders_use_official_stochastic_depth_only_in_training() -> None:
         assert torch.equal(model(images, audio), model(images, audio))
         model.train()
         assert not torch.equal(model(images, audio), model(images, audio))
+
+
+@pytest.mark.parametrize("batch", [1, 5])  # 5: a last group smaller than CPU_GROUP
+def test_cpu_bfloat16_attention_agrees_with_float32(batch: int) -> None:
+    from mmadfer_cli.model.attention import attention
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    torch.manual_seed(batch)
+    q, k, v = (torch.randn(batch, 3, 37, 64) * 2 for _ in range(3))
+    exact = sdpa(q, k, v)
+    assert torch.equal(attention(q, k, v), exact)  # float32 keeps PyTorch's kernel
+    low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert low.dtype == torch.bfloat16 and low.shape == exact.shape
+    # Within twice the distance of PyTorch's own fused bfloat16 kernel from float32.
+    fused = sdpa(q.bfloat16(), k.bfloat16(), v.bfloat16()).float() - exact
+    ours = low.float() - exact
+    assert ours.abs().max() <= 2 * fused.abs().max()
+    assert ours.abs().mean() <= 2 * fused.abs().mean()

@@ -8,8 +8,9 @@ feed-forward uses the tanh approximation of GELU, as the official one does.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from mmadfer_cli.model.attention import attention
 
 
 class TemporalAttention(nn.Module):
@@ -30,7 +31,7 @@ class TemporalAttention(nn.Module):
         b, n, _ = x.shape
         k, v = self.to_kv(x).chunk(2, dim=-1)
         q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in (self.to_q(x), k, v))
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = attention(q, k, v)
         return self.to_out(x.transpose(1, 2).reshape(b, n, -1))
 
 
