@@ -66,7 +66,8 @@ def _state_dicts() -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return (x - 127.5) * 0.0078125
+    """MTCNN's input scaling, in place (its inputs are always fresh)."""
+    return x.sub_(127.5).mul_(0.0078125)
 
 
 def _windows(
@@ -113,28 +114,29 @@ def _regions(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor
     return y - 1, ey, x - 1, ex
 
 
-def _cumsum_rows(x: torch.Tensor, block: int = 16) -> torch.Tensor:
-    """Running sums of (B, H, ...) int32 down dimension 1, as ``cumsum(1)`` gives them: in
-    blocks of rows that stay in cache, then each block's carry added (PyTorch walks a whole
-    column at a time otherwise, two to three times slower on video frames). Integers, so exact."""
-    b, h = x.shape[:2]
-    whole = h - h % block
-    out = torch.empty(x.shape, dtype=torch.int32, device=x.device)
-    blocks = out[:, :whole].view(b, whole // block, block, *x.shape[2:])
-    torch.cumsum(x[:, :whole].reshape(blocks.shape), 2, dtype=torch.int32, out=blocks)
-    carry = blocks[:, :, -1].cumsum(1, dtype=torch.int32)
-    blocks[:, 1:] += carry[:, :-1, None]
-    if whole < h:
-        tail = torch.cumsum(x[:, whole:], 1, dtype=torch.int32)
-        out[:, whole:] = tail + (out[:, whole - 1 : whole] if whole else 0)
-    return out
+def _integral(frames: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """(B, H + 1, W + 1, 3) int32 summed-area tables of uint8 (B, H, W, 3) frames: exact sums.
 
-
-def _integral(frames: torch.Tensor) -> torch.Tensor:
-    """(B, H + 1, W + 1, 3) int32 summed-area tables of uint8 (B, H, W, 3) frames: exact sums."""
+    Rows are summed along, then down in blocks of ``block`` rows that stay in cache, each
+    block's carry added after (PyTorch's ``cumsum`` down a whole frame walks a column at a
+    time, two to three times slower); all in place in the table. Integers, so exact."""
     b, h, w, c = frames.shape
-    table = torch.zeros(b, h + 1, w + 1, c, dtype=torch.int32, device=frames.device)
-    table[:, 1:, 1:] = _cumsum_rows(frames.cumsum(2, dtype=torch.int32))
+    table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32, device=frames.device)
+    table[:, 0] = 0
+    table[:, 1:, 0] = 0
+    inner = table[:, 1:, 1:]
+    torch.cumsum(frames, 2, dtype=torch.int32, out=inner)
+    whole = h - h % block
+    if whole:
+        blocks = inner[:, :whole].view(b, whole // block, block, w, c)
+        blocks.cumsum_(2)
+        carry = blocks[:, :, -1].cumsum(1, dtype=torch.int32)
+        blocks[:, 1:] += carry[:, :-1, None]
+    if whole < h:
+        tail = inner[:, whole:]
+        tail.cumsum_(1)
+        if whole:
+            tail += inner[:, whole - 1 : whole]
     return table
 
 
@@ -153,7 +155,7 @@ def _means(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     divides (by the height, then by the width)."""
     kh = rows[..., :, None, None].to(torch.float32)
     kw = cols[..., None, :, None].to(torch.float32)
-    return sums.to(torch.float32) / kh / kw
+    return sums.to(torch.float32).div_(kh).div_(kw)
 
 
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
