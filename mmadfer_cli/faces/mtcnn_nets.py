@@ -5,7 +5,9 @@ R-Net and O-Net score 24 x 24 and 48 x 48 crops of P-Net's candidates. The
 dense layers read their input flattened in (width, height, channel) order,
 the order of the original Caffe models, so that the published weights apply
 unchanged. Parameter names equal facenet-pytorch's, so its state dicts and the
-converted ``mtcnn`` package weights are interchangeable.
+converted ``mtcnn`` package weights are interchangeable. Some layers run in forms that
+give PyTorch's values bit for bit but avoid its slow CPU paths (``_prelu``,
+``_max_pool_2x2``, ``_widened``).
 """
 
 from __future__ import annotations
