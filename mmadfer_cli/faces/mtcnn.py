@@ -158,6 +158,11 @@ def _means(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.
     return sums.to(torch.float32).div_(kh).div_(kw)
 
 
+def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows of a 2-D tensor at ``index`` (any shape, flattened)."""
+    return matrix.index_select(0, index.reshape(-1))
+
+
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Whole frames area-resized to height x width: float (B, 3, height, width), pixel units.
     Pixels are gathered as rows of an (n, 3) view with ``index_select``, which PyTorch copies
@@ -168,14 +173,10 @@ def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
     c0, c1 = _bins(zero, zero + w - 1, width)
     lines = table.view(b * h, w * c)
     first = torch.arange(b, device=table.device)[:, None] * h
-    rows = lines.index_select(0, (first + r1).view(-1)) - lines.index_select(
-        0, (first + r0).view(-1)
-    )
+    rows = _rows(lines, first + r1) - _rows(lines, first + r0)
     pixels = rows.view(-1, c)
     start = torch.arange(b * height, device=table.device)[:, None] * w
-    sums = pixels.index_select(0, (start + c1).view(-1)) - pixels.index_select(
-        0, (start + c0).view(-1)
-    )
+    sums = _rows(pixels, start + c1) - _rows(pixels, start + c0)
     sums = sums.view(b, height, width, c)
     # Channels-last strides, which the CPU convolutions run fastest on.
     return _means(sums, r1[0] - r0[0], c1[0] - c0[0]).permute(0, 3, 1, 2)
@@ -195,7 +196,7 @@ def _cut(
 
     def at(r: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
         index = base + r[:, :, None] * w + col[:, None, :]
-        return flat.index_select(0, index.view(-1)).view(*index.shape, c)
+        return _rows(flat, index).view(*index.shape, c)
 
     sums = at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)
     return _means(sums, r1 - r0, c1 - c0).permute(0, 3, 1, 2)
