@@ -22,27 +22,30 @@ import sys
 from pathlib import Path
 
 _OMP_PAUSE_HARD = 2
-_found: list[ctypes.CDLL] = []  # the libgomp once found (looked for again until then)
+# What the first search with PyTorch loaded found: [the library] or [None].
+_found: list[ctypes.CDLL | None] = []
 
 
 def _libgomp() -> ctypes.CDLL | None:
-    """The libgomp this process has loaded (PyTorch's own copy, or the system's), if any."""
+    """The libgomp this process has loaded (PyTorch's own copy before any other), if any."""
     if _found or not sys.platform.startswith("linux"):
         return _found[0] if _found else None
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
+    found = None
     paths = {line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}
-    for path in sorted(paths):
+    for path in sorted(paths, key=lambda path: ("/torch/" not in path, path)):  # PyTorch's first
         try:
-            lib = ctypes.CDLL(path)
-            lib.omp_pause_resource_all.argtypes = [ctypes.c_int]
+            found = ctypes.CDLL(path)
+            found.omp_pause_resource_all.argtypes = [ctypes.c_int]
+            break
         except (OSError, AttributeError):
-            continue
-        _found.append(lib)
-        return lib
-    return None
+            found = None
+    if found is not None or "torch" in sys.modules:
+        _found.append(found)
+    return found
 
 
 def release_thread_pool() -> bool:
