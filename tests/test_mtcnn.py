@@ -87,6 +87,21 @@ def test_batched_equals_one_frame_at_a_time(detector: MtcnnDetector) -> None:
     _same(batched, [detector.detect(frame[None])[0] for frame in frames], tol=1e-3)
 
 
+def test_crops_scored_in_small_calls_give_the_same_faces() -> None:
+    # R-Net and O-Net score the candidates a few at a time on the CPU (their maps stay in
+    # cache): every candidate must be scored once, in order, whatever the call size.
+    frames = _frames("group_conversation.mp4", [0, 60, 150])
+    whole = MtcnnDetector("cpu")
+    whole.crop_batch = 1 << 20
+    one_call = whole.detect_faces(frames)
+    few = MtcnnDetector("cpu")
+    few.crop_batch = 7  # a partial last call at both stages
+    small = few.detect_faces(frames)
+    assert [len(f.boxes) for f in small] == [6, 6, 6]
+    _same([f.boxes for f in small], [f.boxes for f in one_call], tol=1e-3)
+    _same([f.landmarks for f in small], [f.landmarks for f in one_call], tol=1e-3)
+
+
 def test_frames_of_several_sizes_in_one_call(detector: MtcnnDetector) -> None:
     group = _frames("group_conversation.mp4", [30])
     single = _frames("single_speaker.mp4", [0, 100])

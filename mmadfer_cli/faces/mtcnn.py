@@ -34,8 +34,9 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
 # Pixels of one same-size sub-batch: bounds memory (about 60 bytes a pixel on the way through).
 MAX_PIXELS = {"cpu": 1 << 24, "cuda": 1 << 26}
-# Crops scored by R-Net or O-Net in one call.
-CROP_BATCH = 8192
+# Crops cut and scored by R-Net or O-Net in one call. On the CPU a call's maps stay in cache
+# (R-Net's first maps are 62 KB a crop): R-Net ran 1.3 times faster in calls of 128 than of 1775.
+CROP_BATCH = {"cpu": 128, "cuda": 8192}
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,6 @@ def _cut(
     return _means(sums, r1 - r0, c1 - c0).permute(0, 3, 1, 2)
 
 
-def _in_batches(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    outs = [net(x[i : i + CROP_BATCH]) for i in range(0, len(x), CROP_BATCH)]
-    return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
-
-
 class MtcnnDetector:
     """facenet-pytorch's ``MTCNN().detect()`` for batches of uint8 RGB frames, on any device."""
 
@@ -223,6 +219,7 @@ class MtcnnDetector:
             with device_lock(self.device):
                 net.eval().requires_grad_(False).to(self.device)
         self.max_pixels = MAX_PIXELS.get(self.device.type, MAX_PIXELS["cpu"])
+        self.crop_batch = CROP_BATCH.get(self.device.type, CROP_BATCH["cpu"])
 
     def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per frame, (k, 5) float32 boxes x1, y1, x2, y2 and probability, largest first."""
@@ -282,27 +279,34 @@ class MtcnnDetector:
         corners = boxes[:, :4] + boxes[:, 5:9] * torch.stack([regw, regh, regw, regh], dim=1)
         return _square(torch.cat([corners, boxes[:, 4:5]], dim=1)), frame
 
-    def _crops(
+    def _scored(
         self,
+        net: torch.nn.Module,
         table: torch.Tensor,
         boxes: torch.Tensor,
         frame: torch.Tensor,
         size: int,
         w: int,
         h: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised crops of the boxes that lie at least partly inside their frame, and which."""
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """``net``'s outputs for normalised size x size crops of the boxes that lie at least
+        partly inside their frame, and which those are. Crops are cut and scored
+        ``crop_batch`` at a time, so that each call's crops and maps stay in cache."""
         region = _regions(boxes, w, h)
         inside = (region[1] > region[0]) & (region[3] > region[2])
         region = tuple(r[inside] for r in region)
-        return _normalise(_cut(table, frame[inside], region, size)), inside
+        frame = frame[inside]
+        step, outs = self.crop_batch, []
+        for i in range(0, max(len(frame), 1), step):  # one call at least: no crops, empty outputs
+            part = tuple(r[i : i + step] for r in region)
+            outs.append(net(_normalise(_cut(table, frame[i : i + step], part, size))))
+        return tuple(torch.cat(parts) for parts in zip(*outs, strict=True)), inside
 
     def _refine(
         self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        crops, inside = self._crops(table, boxes, frame, 24, w, h)
+        (reg, probs), inside = self._scored(self.rnet, table, boxes, frame, 24, w, h)
         boxes, frame = boxes[inside], frame[inside]
-        reg, probs = _in_batches(self.rnet, crops)
         score = probs[:, 1]
         passed = score > THRESHOLDS[1]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -313,9 +317,8 @@ class MtcnnDetector:
     def _output(
         self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        crops, inside = self._crops(table, boxes, frame, 48, w, h)
+        (reg, points, probs), inside = self._scored(self.onet, table, boxes, frame, 48, w, h)
         boxes, frame = boxes[inside], frame[inside]
-        reg, points, probs = _in_batches(self.onet, crops)
         score = probs[:, 1]
         passed = score > THRESHOLDS[2]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
