@@ -8,11 +8,12 @@ arithmetic, and its non-maximum suppression at each step (IoU 0.5 per scale,
 0.7 per frame, 0.7 after R-Net, then 0.7 on the intersection over the
 smaller box after O-Net). Boxes come out largest first, as there.
 
-What differs is how the work is laid out, not its numbers: frames of one size
-go through each pyramid level together; the candidates of all frames are cut
-from per-frame integral images (exactly the area resampling's bin means) and
-scored by R-Net and O-Net in single calls; suppression is grouped per frame
-and scale (``faces.nms``). The same code runs on the CPU and on CUDA.
+What differs is how the work is laid out, not its arithmetic: frames of one
+size go through each pyramid level together; the candidates of all frames are
+cut from per-frame integral images (exactly the area resampling's bin means)
+and scored by R-Net and O-Net together (on the CPU 128 at a time, so that their
+maps stay in cache); suppression is grouped per frame and scale
+(``faces.nms``). The same code runs on the CPU and on GPUs.
 """
 
 from __future__ import annotations
