@@ -102,6 +102,20 @@ def test_crops_scored_in_small_calls_give_the_same_faces() -> None:
     _same([f.landmarks for f in small], [f.landmarks for f in one_call], tol=1e-3)
 
 
+def test_candidates_wholly_outside_the_frame_are_dropped(detector: MtcnnDetector) -> None:
+    table = _integral(torch.zeros(1, 50, 60, 3, dtype=torch.uint8))
+    boxes = torch.tensor([[100.0, 100.0, 130.0, 130.0, 0.9], [10.0, 10.0, 40.0, 40.0, 0.9]])
+    frame = torch.zeros(2, dtype=torch.long)
+    with torch.inference_mode():
+        for net, size in ((detector.rnet, 24), (detector.onet, 48)):
+            (reg, *_, probs), inside = detector._scored(net, table, boxes, frame, size, 60, 50)
+            assert inside.tolist() == [False, True] and len(reg) == len(probs) == 1
+            (reg, *_, probs), inside = detector._scored(
+                net, table, boxes[:1], frame[:1], size, 60, 50
+            )
+            assert not inside.any() and len(reg) == len(probs) == 0
+
+
 def test_frames_of_several_sizes_in_one_call(detector: MtcnnDetector) -> None:
     group = _frames("group_conversation.mp4", [30])
     single = _frames("single_speaker.mp4", [0, 100])

@@ -20,8 +20,8 @@ from torch import nn
 
 
 def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, W * H * C), the Caffe models' flatten order."""
-    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+    """(N, C, H, W) -> (N, W * H * C), the Caffe models' flatten order (N may be 0)."""
+    return x.permute(0, 3, 2, 1).flatten(1)
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
