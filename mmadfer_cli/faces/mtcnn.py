@@ -38,7 +38,7 @@ MAX_PIXELS = {"cpu": 1 << 24, "cuda": 1 << 26}
 # Crops cut and scored by R-Net or O-Net in one call. On the CPU a call's maps stay in cache
 # (R-Net's first maps are 62 KB a crop): R-Net ran 1.3 times faster in calls of 128 than of
 # 1775. A GPU (CUDA, MPS) wants few, large calls.
-CROP_BATCH = {"cpu": 128}
+CPU_CROP_BATCH = 128
 GPU_CROP_BATCH = 8192
 
 
@@ -222,7 +222,7 @@ class MtcnnDetector:
             with device_lock(self.device):
                 net.eval().requires_grad_(False).to(self.device)
         self.max_pixels = MAX_PIXELS.get(self.device.type, MAX_PIXELS["cpu"])
-        self.crop_batch = CROP_BATCH.get(self.device.type, GPU_CROP_BATCH)
+        self.crop_batch = CPU_CROP_BATCH if self.device.type == "cpu" else GPU_CROP_BATCH
 
     def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per frame, (k, 5) float32 boxes x1, y1, x2, y2 and probability, largest first."""
