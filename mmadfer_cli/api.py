@@ -110,8 +110,7 @@ def annotate(
     if problems:
         warnings.warn(
             f"{counted(len(problems), 'video')} failed or damaged "
-            f"({agree(len(problems), 'its', 'their')} rows say why): "
-            + "; ".join(problems),
+            f"({agree(len(problems), 'its', 'their')} rows say why): " + "; ".join(problems),
             stacklevel=2,
         )
     if report.table is not None:

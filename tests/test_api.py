@@ -140,7 +140,9 @@ def test_annotate_with_out_writes_resumes_warns_and_shows_progress(
     first.write_bytes(video.read_bytes())
     broken.write_text("not a video")
     out = tmp_path / "results"
-    with pytest.warns(UserWarning, match=r"1 video failed or damaged \(its rows say why\).*broken\.mp4"):
+    with pytest.warns(
+        UserWarning, match=r"1 video failed or damaged \(its rows say why\).*broken\.mp4"
+    ):
         done = annotate(folder, out=f"{out}/", checkpoint=checkpoint, **FAST)
     parts = sorted(out.glob("*.parquet"))
     assert len(parts) == 2 and set(done["video"]) == {str(first), str(broken)}

@@ -51,7 +51,9 @@ def test_annotate_help_groups_its_options_in_panels_and_lists_choices() -> None:
                     "<auto|mtcnn|insightface|dlib>", "<video|run>", "<video|silent>",
                     "<auto|cpu|cuda|cuda:N|mps>"):  # fmt: skip
         assert choices in out, choices
-    assert "lower accuracy; see README 'Scientific use and limits'" in " ".join(out.replace("│", " ").split())
+    assert "lower accuracy; see README 'Scientific use and limits'" in " ".join(
+        out.replace("│", " ").split()
+    )
 
 
 COMMANDS = [(), ("annotate",), ("report",), ("overlay",), ("doctor",), ("evaluate",), ("train",),
