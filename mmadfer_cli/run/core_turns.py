@@ -6,7 +6,7 @@ operation. Measured on 2 cores: a model batch and a face detector running at onc
 17.8 s, one after the other 15.3 s, and 13.0 s with the detector on both cores in its turn;
 a 60-s one-face video took 130 s sharing the cores, 105 s taking turns with two workers of
 one thread and 95 s with one worker of two. A core each (the model cut to one thread while
-media stages run) did no better: run at once, each slowed by about a fifth
+media stages run) did no better: run at once, both slowed, the media stages by a fifth
 (docs/BENCHMARKS.md). So a model batch runs alone on all cores, and the workers' media
 stages (decoding, faces, filterbank: one segment at a time) run together between batches,
 each with its own share of the cores. The model comes first: while it waits for its turn no
