@@ -108,12 +108,15 @@ def test_candidates_wholly_outside_the_frame_are_dropped(detector: MtcnnDetector
     frame = torch.zeros(2, dtype=torch.long)
     with torch.inference_mode():
         for net, size in ((detector.rnet, 24), (detector.onet, 48)):
-            (reg, *_, probs), inside = detector._scored(net, table, boxes, frame, size, 60, 50)
-            assert inside.tolist() == [False, True] and len(reg) == len(probs) == 1
-            (reg, *_, probs), inside = detector._scored(
+            (reg, *_, probs), kept, frames = detector._scored(
+                net, table, boxes, frame, size, 60, 50
+            )
+            assert torch.equal(kept, boxes[1:]) and frames.tolist() == [0]
+            assert len(reg) == len(probs) == 1
+            (reg, *_, probs), kept, frames = detector._scored(
                 net, table, boxes[:1], frame[:1], size, 60, 50
             )
-            assert not inside.any() and len(reg) == len(probs) == 0
+            assert len(kept) == len(frames) == len(reg) == len(probs) == 0
 
 
 def test_frames_of_several_sizes_in_one_call(detector: MtcnnDetector) -> None:

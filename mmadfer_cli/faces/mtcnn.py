@@ -291,25 +291,25 @@ class MtcnnDetector:
         size: int,
         w: int,
         h: int,
-    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
         """``net``'s outputs for normalised size x size crops of the boxes that lie at least
-        partly inside their frame, and which those are. Crops are cut and scored
-        ``crop_batch`` at a time, so that each call's crops and maps stay in cache."""
+        partly inside their frame, with those boxes and their frames (the others have no crop
+        and are dropped). Crops are cut and scored ``crop_batch`` at a time, so that each call's
+        crops and maps stay in cache."""
         region = _regions(boxes, w, h)
         inside = (region[1] > region[0]) & (region[3] > region[2])
         region = tuple(r[inside] for r in region)
-        frame = frame[inside]
+        boxes, frame = boxes[inside], frame[inside]
         step, outs = self.crop_batch, []
         for i in range(0, max(len(frame), 1), step):  # one call at least: no crops, empty outputs
             part = tuple(r[i : i + step] for r in region)
             outs.append(net(_normalise(_cut(table, frame[i : i + step], part, size))))
-        return tuple(torch.cat(parts) for parts in zip(*outs, strict=True)), inside
+        return tuple(torch.cat(parts) for parts in zip(*outs, strict=True)), boxes, frame
 
     def _refine(
         self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        (reg, probs), inside = self._scored(self.rnet, table, boxes, frame, 24, w, h)
-        boxes, frame = boxes[inside], frame[inside]
+        (reg, probs), boxes, frame = self._scored(self.rnet, table, boxes, frame, 24, w, h)
         score = probs[:, 1]
         passed = score > THRESHOLDS[1]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
@@ -320,8 +320,7 @@ class MtcnnDetector:
     def _output(
         self, table: torch.Tensor, boxes: torch.Tensor, frame: torch.Tensor, w: int, h: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        (reg, points, probs), inside = self._scored(self.onet, table, boxes, frame, 48, w, h)
-        boxes, frame = boxes[inside], frame[inside]
+        (reg, points, probs), boxes, frame = self._scored(self.onet, table, boxes, frame, 48, w, h)
         score = probs[:, 1]
         passed = score > THRESHOLDS[2]
         boxes = torch.cat([boxes[passed, :4], score[passed, None]], dim=1)
