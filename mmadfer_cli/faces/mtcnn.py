@@ -34,7 +34,9 @@ MIN_FACE = 20
 THRESHOLDS = (0.6, 0.7, 0.7)
 FACTOR = 0.709
 # Pixels of one same-size sub-batch: bounds memory (about 60 bytes a pixel on the way through).
-MAX_PIXELS = {"cpu": 1 << 24, "cuda": 1 << 26}
+# A CUDA card has memory of its own; Apple's GPUs (MPS) share the system's, and keep the CPU's.
+CPU_MAX_PIXELS = 1 << 24
+CUDA_MAX_PIXELS = 1 << 26
 # Crops cut and scored by R-Net or O-Net in one call. On the CPU a call's maps stay in cache
 # (R-Net's first maps are 62 KB a crop): R-Net ran 1.3 times faster in calls of 128 than of
 # 1775. A GPU (CUDA, MPS) wants few, large calls.
@@ -221,7 +223,7 @@ class MtcnnDetector:
             net.load_state_dict(state[key])
             with device_lock(self.device):
                 net.eval().requires_grad_(False).to(self.device)
-        self.max_pixels = MAX_PIXELS.get(self.device.type, MAX_PIXELS["cpu"])
+        self.max_pixels = CUDA_MAX_PIXELS if self.device.type == "cuda" else CPU_MAX_PIXELS
         self.crop_batch = CPU_CROP_BATCH if self.device.type == "cpu" else GPU_CROP_BATCH
 
     def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
