@@ -16,13 +16,13 @@ from skimage import data
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.tracking import iou
 from mmadfer_cli.media.fbank import silent_fbank, waveform_fbank
+from mmadfer_cli.media.video import probe
 from mmadfer_cli.run import clips
 from mmadfer_cli.run.clips import (
     ClipSettings,
     SegmentClips,
     detect_faces,
     iter_video_clips,
-    probe,
 )
 from tests.conftest import SAMPLE_VIDEOS, require_tool
 from tests.damage_helpers import scramble, scramble_packets

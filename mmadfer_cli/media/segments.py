@@ -28,10 +28,6 @@ class Segment:
     audio_start_s: float
     audio_end_s: float
 
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
 
 def official_frame_indices(n: int, count: int = CLIP_FRAMES) -> list[int]:
     """The official test-time sampling of ``count`` frames from a clip of ``n`` frames.

@@ -29,7 +29,6 @@ from mmadfer_cli.media.video import (
     DamagedAudioError,
     DamagedFramesError,
     Video,
-    VideoInfo,
     open_video,
 )
 
@@ -94,12 +93,6 @@ class SegmentClips:
     fbank: torch.Tensor  # float32 (512, 128)
     faces: list[FaceClip]
     error: str | None = None  # why this segment cannot be annotated (a damaged stretch)
-
-
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
-    """A video's metadata before iterating (raises ``MediaError``)."""
-    with open_video(path) as video:
-        return video.info
 
 
 def plan(video: Video, settings: ClipSettings) -> list[Segment]:

@@ -2,8 +2,8 @@
 
 Videos are planned by tasks (a worker opens the file), then their chunks run
 as tasks (``remote.run_chunk``), a video's chunks before new videos, so that
-its rows become durable soon. At most ``max_in_flight`` plans and chunks are
-out at once, so the driver's memory and the object store do not grow with the
+its rows become durable soon. At most twice the cluster's CPUs in plans and chunks
+are out at once, so the driver's memory and the object store do not grow with the
 number or length of the videos. Ray retries a chunk whose worker died (its
 result is taken once, so no row is lost or doubled) and restarts a dead
 service actor. Finished videos come out as the local engine's ``VideoResult``s,
@@ -47,7 +47,6 @@ class RayRun:
     precision: str
     batch_size: int
     actors_per_gpu: int = 1
-    max_in_flight: int = 0  # 0: twice the cluster's CPUs
     object_store_peak: int = 0
     services: int = 0
     service_stats: dict[str, float] = field(default_factory=dict)
@@ -75,7 +74,7 @@ class RayRun:
         detector: Any = None  # resolved when the first chunk goes out (the model is loaded then)
         plan = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(plan_task)
         chunk = ray.remote(num_cpus=1, max_retries=CHUNK_RETRIES)(chunk_task)
-        limit = self.max_in_flight or max(2, int(2 * info.cpus))
+        limit = max(2, int(2 * info.cpus))
         videos = collections.deque(tasks)
         chunks: collections.deque[tuple[VideoTask, int, int]] = collections.deque()
         state = Videos(tasks, events, stats)
