@@ -208,9 +208,9 @@ def annotate(
         min=0,
         help="Threads decoding videos, detecting faces and cutting clips. On the CPU they take "
         "turns with the model at the cores, each with cores/workers PyTorch threads. 0: one per "
-        "two CPU cores, at most 8 (with a GPU one per core, at most 16). Never more than the "
-        "chunks to run, nor than 4 per CPU core and 64 in all (each holds its own face detector and "
-        "frames); a larger number is lowered with a warning.",
+        "two CPU cores, at most 8 (with a GPU one per core, at most 16; 8 on a Mac's GPU). Never "
+        "more than the chunks to run, nor than 4 per CPU core and 64 in all (each holds its own "
+        "face detector and frames); a larger number is lowered with a warning.",
     ),
     engine: Engine = typer.Option(D.engine, "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(

@@ -1,4 +1,4 @@
-"""Offline fallback detector: dlib's HOG + linear SVM frontal face detector.
+"""dlib's HOG + linear SVM frontal face detector (``--detector dlib``), the speed baseline.
 
 Its weights are compiled into the ``dlib`` module itself (installed from the
 ``dlib-bin`` wheel), so it works with no model download. It finds frontal and

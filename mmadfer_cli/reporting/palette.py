@@ -2,8 +2,9 @@
 
 DFEW's seven classes take the Okabe-Ito palette (Okabe and Ito, *Color Universal Design*,
 2008), made to stay apart under the common colour-vision deficiencies, with a mid grey for
-neutral: dark enough not to read as the white of "not on screen". MAFW's four further classes
-and class names of other models take colours of Paul Tol's "muted" scheme; eleven solid colours
+neutral: dark enough not to read as the white of "not on screen". MAFW's contempt takes the
+palette's eighth colour (yellow); its other three further classes and class names of other
+models take colours of Paul Tol's "muted" scheme; eleven solid colours
 cannot all stay apart for every reader, so the legend and the tables carry the names and numbers
 too. "No face" and "could not be read" are hatched patterns, never a solid fill, so neither can
 pass for a class.

@@ -37,7 +37,7 @@ class AnnotateOptions:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 8
-    workers: int = 0  # 0: one per 2 CPU cores, at most 8 (per core with a GPU, at most 16); bounded
+    workers: int = 0  # 0: per 2 CPU cores, at most 8 (a GPU: per core, CUDA 16, MPS 8); bounded
     engine: str = "local"
     ray_address: str | None = None
     actors_per_gpu: int = 1

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 SCOPES = ("video", "run")
 DEFAULT_THRESHOLD = 0.5  # measured: benchmarks/reid_distances.py
-EMBEDDED_FRAMES = 3  # per face clip: the best-scored frame of each third of the segment
+EMBEDDED_FRAMES = 3  # per face clip: the best-scored of each third of the frames it was found in
 _REFERENCE = 6  # a track's last observations that a new one is compared with
 
 
@@ -59,7 +59,9 @@ class ReidSettings:
 
 
 def pick_slots(scores: np.ndarray | None, count: int) -> tuple[int, ...]:
-    """The best-scored detected frame in each of ``count`` equal parts of a clip's frames."""
+    """The best-scored frame in each of ``count`` equal parts of the frames the face was found
+    in (all frames when it was found in none), so that the embedded views are spread over the
+    time it was seen."""
     if scores is None:
         scores = np.ones(CLIP_FRAMES, np.float32)
     detected = np.nonzero(scores > 0)[0]

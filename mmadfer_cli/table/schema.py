@@ -2,7 +2,8 @@
 
 One row per (video, person track, segment) with ``status=ok``; ``no_face`` rows
 for segments without any track, so a timeline has no silent holes; one
-``error`` row per video that failed. Column names are a contract (DESIGN.md).
+``error`` row per video that failed. Column names are a contract (README, "The results
+table"): scripts that read the results depend on them.
 """
 
 from __future__ import annotations

@@ -323,11 +323,11 @@ def max_workers() -> int:
 
 def default_workers(device: torch.device) -> int:
     """Feeding a GPU one worker per CPU core, at most 16 with CUDA (decoding is the limit there)
-    and 8 with a Mac's GPU. On the CPU one per two cores, at most 8, each with two threads: the
-    workers' media stages run between model batches (``CoreTurns``), and a lone video's
-    segments come one at a time, so a worker of one thread would leave the other core idle in
-    its turn (a 60-s video on 2 cores: 95 s against 105 s with two workers of one thread; a
-    folder of short videos: the same)."""
+    and 8 with a Mac's GPU. On the CPU one per two cores, at most 8, each with cores / workers
+    threads (two up to 16 cores): the workers' media stages run between model batches
+    (``CoreTurns``), and a lone video's segments come one at a time, so a worker of one thread
+    would leave the other core idle in its turn (a 60-s video on 2 cores: 95 s against 105 s
+    with two workers of one thread; a folder of short videos: the same)."""
     cores = os.cpu_count() or 1
     if device.type == "cpu":
         return max(1, min(cores // 2, 8))
