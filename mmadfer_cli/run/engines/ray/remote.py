@@ -148,7 +148,8 @@ def chunk_task(
 
 class Service:
     """The model (and, on a GPU, the face detector) for the chunks that call it, batching
-    their clips (and frames) across chunks. One per GPU, or one per node on a CPU cluster."""
+    their clips (and frames) across chunks. ``--actors-per-gpu`` per GPU (default one), or one
+    per node on a CPU cluster."""
 
     def __init__(
         self,
