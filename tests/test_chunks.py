@@ -155,13 +155,3 @@ def test_stats_file_says_where_the_time_went(checkpoint: Path, tmp_path: Path) -
     assert report["detector"]["detectors"] == report["workers"]
     assert 0 < report["detector"]["busy_share"] <= 1
     assert 0 < report["model"]["busy_share"] < 1
-
-
-def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmadfer_cli.model import inference
-
-    monkeypatch.setattr(inference, "cpu_has_native_bfloat16", lambda: True)
-    assert inference.resolve_precision("auto", "cpu") == "bfloat16"
-    monkeypatch.setattr(inference, "cpu_has_native_bfloat16", lambda: False)
-    assert inference.resolve_precision("auto", "cpu") == "float32"
-    assert inference.resolve_precision("float32", "cpu") == "float32"

@@ -119,14 +119,18 @@ def test_a_source_makes_each_segment_in_a_media_turn_and_is_closed() -> None:
     assert closed.is_set() and in_turn == [True, True]
 
 
-@pytest.mark.parametrize(("cores", "cpu", "cuda"), [(1, 1, 1), (2, 1, 2), (8, 4, 8), (32, 8, 16)])
+@pytest.mark.parametrize(
+    ("cores", "cpu", "threads", "cuda", "mps"),
+    [(1, 1, 1, 1, 1), (2, 1, 2, 2, 2), (8, 4, 2, 8, 8), (24, 8, 3, 16, 8), (32, 8, 4, 16, 8)],
+)
 def test_default_workers_have_two_cores_each_on_the_cpu(
-    monkeypatch: pytest.MonkeyPatch, cores: int, cpu: int, cuda: int
+    monkeypatch: pytest.MonkeyPatch, cores: int, cpu: int, threads: int, cuda: int, mps: int
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     assert default_workers(torch.device("cpu")) == cpu
+    assert worker_threads(cpu, torch.device("cpu")) == threads
     assert default_workers(torch.device("cuda")) == cuda
-    assert worker_threads(cpu, torch.device("cpu")) == max(1, cores // cpu)
+    assert default_workers(torch.device("mps")) == mps
 
 
 def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
@@ -136,12 +140,12 @@ def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
         assert turns.media_busy()
     assert turns.media_busy(grace_s=60)  # a worker hands its clips on between two turns
     assert not turns.media_busy(grace_s=0)
-    waiting = threading.Event()
     with turns.model():
-        worker = threading.Thread(target=lambda: [waiting.set(), turns.media().__enter__()])
+        worker = threading.Thread(target=lambda: turns.media().__enter__())
         worker.start()
-        waiting.wait()
-        time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while not turns._media_waiting and time.monotonic() < deadline:  # it asked for its turn
+            time.sleep(0.001)
         assert turns.media_busy(grace_s=0)  # one waits for its turn
     worker.join()
 

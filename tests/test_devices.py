@@ -112,5 +112,7 @@ def test_work_on_a_macs_gpu_takes_turns_and_elsewhere_runs_freely() -> None:
     assert device_lock(torch.device("mps:0")) is lock
     with lock:
         assert not device_lock("mps").acquire(blocking=False)  # type: ignore[attr-defined]
+        # No lock there: CUDA and the CPU take work from many threads.
+        assert device_lock("cpu") is not lock and device_lock("cuda:0") is not lock
         with device_lock("cpu"), device_lock("cuda:0"):
-            pass  # no lock there: CUDA and the CPU take work from many threads
+            pass

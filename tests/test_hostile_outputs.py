@@ -107,8 +107,9 @@ def test_escape_sequences_in_names_are_shown_escaped(tmp_path: Path, command: st
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stderr  # not a terminal: no colours either
     _no_raw_controls(result.stderr)
-    written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").glob("*.*"))
-    assert f"clips/{HOSTILE}" in written or command != "report"  # files keep the true name
+    if command == "report":  # its tables keep the true name (XML and subtitles cannot hold it)
+        written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").glob("*.*"))
+        assert f"clips/{HOSTILE}" in written
 
 
 def test_an_escape_sequence_in_an_error_is_shown_escaped(tmp_path: Path) -> None:

@@ -192,7 +192,12 @@ def test_file_sink_refuses_existing_complete_output(tmp_path: Path) -> None:
     out.write_text("x\n")
     with pytest.raises(outputs.OutputError, match="--overwrite"):
         outputs.FileSink(out, "csv", _run(), overwrite=False)
-    outputs.FileSink(out, "csv", _run(), overwrite=True)
+    assert out.read_text() == "x\n"  # refused: left as it was
+    run = _run()
+    sink = outputs.FileSink(out, "csv", run, overwrite=True)
+    sink.write("a.mp4", _table("a.mp4", run))
+    sink.close(["a.mp4"])
+    assert next(csv.reader(io.StringIO(out.read_text())))[0] == "video"  # the new results
 
 
 def test_directory_sink_one_parquet_per_video_readable_as_dataset(tmp_path: Path) -> None:

@@ -252,8 +252,9 @@ def test_a_worker_that_cannot_start_stops_the_run() -> None:
         list(run_pipeline(_tasks("v0_2_1.mp4"), stages, CLASSES))
 
 
-def test_device_resolution() -> None:
+def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)  # auto: a Mac's GPU
     if not torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(ValueError, match="no CUDA GPU"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,7 +17,6 @@ from mmadfer_cli.model.labels import MAFW_CLASSES
 from mmadfer_cli.model.registry import (
     NoModelError,
     RegistryError,
-    file_sha256,
     import_model,
     list_models,
     resolve_model,
@@ -50,14 +50,14 @@ def test_import_list_info_remove_through_the_cli(checkpoint: Path, cache: Path) 
     assert listed.exit_code == 0
     (entry,) = json.loads(listed.stdout)
     assert entry["name"] == "MAFW-fold-1"
-    assert entry["sha256"] == file_sha256(checkpoint)
+    assert entry["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert entry["source"] == checkpoint.name
     assert entry["class_names"] == list(MAFW_CLASSES)
 
     info = runner.invoke(app, ["models", "info", "MAFW-fold-1"])
     assert info.exit_code == 0
     assert "class_names: happiness, sadness" in info.stdout
-    assert f"sha256: {file_sha256(checkpoint)}" in info.stdout
+    assert f"sha256: {hashlib.sha256(checkpoint.read_bytes()).hexdigest()}" in info.stdout
 
     removed = runner.invoke(app, ["models", "remove", "MAFW-fold-1"])
     assert removed.exit_code == 0

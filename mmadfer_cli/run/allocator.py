@@ -29,7 +29,8 @@ _KEEP_BYTES = 2**31 - 1  # mallopt takes an int: the heap top kept free before t
 
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to serve every block from the heap and keep freed ones (a process-wide
-    setting: a run on the CPU makes it, from the command or the API). False where the C library is not glibc."""
+    setting: a run on the CPU makes it, from the command or the API). False where the C library
+    is not glibc."""
     return _mallopt((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP_BYTES))
 
 
