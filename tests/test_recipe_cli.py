@@ -52,6 +52,9 @@ def trained(tmp_path_factory):
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    # The log says what each pre-trained checkpoint gave, before training starts.
+    said = " ".join(result.stderr.split())
+    assert f"image encoder {image}: " in said and f"audio encoder {audio}: " in said
     return root, listing, out, args
 
 

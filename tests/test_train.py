@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from mmadfer_cli.model import MMADFERConfig, build_model, load_checkpoint
 from mmadfer_cli.model.pretrained import (
+    LoadReport,
     PretrainedError,
     load_pretrained_encoders,
     read_encoder_state,
@@ -86,6 +87,18 @@ def test_pretrained_encoders_load_with_resized_positions(tmp_path):
     assert "decoder_embed.weight" in image_report.ignored and "mask_token" in audio_report.ignored
     assert "audio_proj_pre.0.0.weight" in image_report.fresh
     assert not any(k.startswith("blocks.") for k in image_report.fresh + audio_report.fresh)
+    # The training log's line: the three counts, and names only where there are some.
+    line = image_report.describe(shown=1)
+    assert line.startswith(f"{len(image_report.loaded)} weights loaded; ")
+    assert (
+        f"{len(image_report.ignored)} only in the checkpoint, left out ({image_report.ignored[0]}, ...)"
+        in line
+    )
+    assert f"{len(image_report.fresh)} new in this model" in line
+    nothing_new = LoadReport(image_report.loaded, (), ())
+    assert nothing_new.describe().endswith(
+        "0 only in the checkpoint, left out; 0 new in this model, initialised afresh"
+    )
 
 
 def test_pretrained_checkpoint_errors(tmp_path):

@@ -302,9 +302,13 @@ def train(
         torch.manual_seed(seed)
         model = build_model(config)
         try:
-            load_pretrained_encoders(model, image_encoder, audio_encoder, seed=seed)
+            reports = load_pretrained_encoders(model, image_encoder, audio_encoder, seed=seed)
         except PretrainedError as error:
             raise _fail(str(error)) from None
+        for what, path, report in zip(
+            ("image", "audio"), (image_encoder, audio_encoder), reports, strict=True
+        ):
+            _say(f"{what} encoder {path}: {report.describe()}")
     try:
         resolve_device(device, apple_gpu=False)  # fail before any data is read, with a reason
         common = {"image_size": config.image_size, "cache": out / "spans"}

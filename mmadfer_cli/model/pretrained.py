@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmadfer_cli.plural import counted
+
 # Weights every ViT-B encoder checkpoint must provide (the backbone).
 _BACKBONE_PREFIXES = ("patch_embed.", "blocks.", "cls_token", "norm.", "pos_embed")
 
@@ -37,6 +39,20 @@ class LoadReport:
     loaded: tuple[str, ...]
     ignored: tuple[str, ...]
     fresh: tuple[str, ...]
+
+    def describe(self, shown: int = 3) -> str:
+        """One line for the training log, so that a wrong or partial checkpoint shows before
+        hours of training: counts, with the first few names of each kind."""
+
+        def names(keys: tuple[str, ...]) -> str:
+            more = ", ..." if len(keys) > shown else ""
+            return f" ({', '.join(keys[:shown])}{more})" if keys else ""
+
+        return (
+            f"{counted(len(self.loaded), 'weight')} loaded; "
+            f"{len(self.ignored)} only in the checkpoint, left out{names(self.ignored)}; "
+            f"{len(self.fresh)} new in this model, initialised afresh{names(self.fresh)}"
+        )
 
 
 def read_encoder_state(path: Path) -> dict[str, torch.Tensor]:
