@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +18,9 @@ from mmadfer_cli.cli.choices import Metric, device_option, plain
 from mmadfer_cli.model.devices import resolve_device
 from mmadfer_cli.plural import counted
 from mmadfer_cli.recipe.labelled_data import DataError, VideoSpanClip
+
+if TYPE_CHECKING:
+    from mmadfer_cli.recipe.dataset import LabelledClipDataset
 
 console = Console(stderr=True)
 
@@ -32,7 +37,7 @@ ROOT_HELP = "Folder that relative paths in DATA are taken from. Default: DATA's 
 
 
 @contextmanager
-def _progress():
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
     """A Rich progress bar on stderr; yields ``update(stage, done, total)``."""
     columns = (
         TextColumn("{task.description}"),
@@ -80,8 +85,14 @@ def _class_names(spec: str) -> tuple[str, ...]:
 
 
 def _dataset(
-    path: Path, class_names, audio_template, root, train: bool = False, cache=None, **kwargs
-):
+    path: Path,
+    class_names: Sequence[str],
+    audio_template: str | None,
+    root: Path | None,
+    train: bool = False,
+    cache: Path | None = None,
+    **kwargs: Any,
+) -> LabelledClipDataset:
     from mmadfer_cli.recipe.dataset import LabelledClipDataset
     from mmadfer_cli.recipe.labelled_data import read_labelled
 

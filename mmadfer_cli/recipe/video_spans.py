@@ -29,6 +29,7 @@ import torch
 
 from mmadfer_cli.faces import create_detector
 from mmadfer_cli.faces.crops import crop_faces
+from mmadfer_cli.faces.detection import FaceDetector
 from mmadfer_cli.faces.tracking import fill_gaps
 from mmadfer_cli.media.segments import official_frame_indices, window_frames
 from mmadfer_cli.media.video import MediaError, Video, open_video, video_id
@@ -51,7 +52,7 @@ class SpanFaces:
     fbank: torch.Tensor  # float32 (512, 128)
 
 
-def _span_faces(clip: VideoSpanClip, detector, settings: ClipSettings) -> SpanFaces:
+def _span_faces(clip: VideoSpanClip, detector: FaceDetector, settings: ClipSettings) -> SpanFaces:
     start = clip.start_s or 0.0
     with open_video(clip.video) as video:
         duration = video.info.duration_s

@@ -274,7 +274,7 @@ def _sink(options: AnnotateOptions, info: RunInfo) -> Sink:
         raise UsageError(f"cannot write to --out {options.out}: {os_reason(exc)}") from exc
 
 
-def _warning_detector(events: RunEvents):
+def _warning_detector(events: RunEvents) -> Callable[[ClipSettings, torch.device], FaceDetector]:
     """A detector for the settings whose warnings go to ``events``, once."""
 
     def make(settings: ClipSettings, device: torch.device) -> FaceDetector:

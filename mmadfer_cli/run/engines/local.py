@@ -160,7 +160,9 @@ class _ModelQueue:
         self.batched = Batched(run, batch_size, gather_s=0.05, name="mmadfer-model",
                                max_waiting=max_clips, more_coming=more_coming)  # fmt: skip
 
-    def submit(self, clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]):
+    def submit(
+        self, clips: Sequence[torch.Tensor], fbanks: Sequence[torch.Tensor]
+    ) -> Callable[[], np.ndarray]:
         pending = self.batched.submit(list(zip(clips, fbanks, strict=True)))
         return lambda: np.asarray(pending())
 
