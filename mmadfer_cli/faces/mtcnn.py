@@ -71,11 +71,6 @@ def _state_dicts() -> dict[str, dict[str, torch.Tensor]]:
     return load_state_dicts()
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """MTCNN's input scaling, in place (its inputs are always fresh)."""
-    return x.sub_(127.5).mul_(0.0078125)
-
-
 def _windows(
     reg: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,12 +151,15 @@ def _bins(start: torch.Tensor, end: torch.Tensor, size: int) -> tuple[torch.Tens
     return first, last
 
 
-def _means(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Bin sums (..., h, w, 3) over their pixel counts, divided as F.interpolate(mode="area")
-    divides (by the height, then by the width)."""
+def _inputs(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Bin sums (..., h, w, 3) as the nets' inputs: the bin means, divided as
+    F.interpolate(mode="area") divides (by the height, then by the width), in MTCNN's scaling
+    (mean - 127.5) / 128. The width's division and the 1/128 are one division by width * 128,
+    the shift (127.5 / 128) comes after: the same values, since scaling by a power of two
+    rounds the same, with two passes over the maps fewer."""
     kh = rows[..., :, None, None].to(torch.float32)
-    kw = cols[..., None, :, None].to(torch.float32)
-    return sums.to(torch.float32).div_(kh).div_(kw)
+    kw = cols[..., None, :, None].to(torch.float32).mul_(128)
+    return sums.to(torch.float32).div_(kh).div_(kw).sub_(127.5 / 128)
 
 
 def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -170,7 +168,7 @@ def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Whole frames area-resized to height x width: float (B, 3, height, width), pixel units.
+    """Whole frames area-resized to height x width: float (B, 3, height, width), P-Net's input.
     Pixels are gathered as rows of an (n, 3) view with ``index_select``, which PyTorch copies
     several times faster than a gather along an inner dimension."""
     b, h, w, c = table.shape
@@ -179,20 +177,20 @@ def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
     c0, c1 = _bins(zero, zero + w - 1, width)
     lines = table.view(b * h, w * c)
     first = torch.arange(b, device=table.device)[:, None] * h
-    rows = _rows(lines, first + r1) - _rows(lines, first + r0)
+    rows = _rows(lines, first + r1).sub_(_rows(lines, first + r0))
     pixels = rows.view(-1, c)
     start = torch.arange(b * height, device=table.device)[:, None] * w
-    sums = _rows(pixels, start + c1) - _rows(pixels, start + c0)
+    sums = _rows(pixels, start + c1).sub_(_rows(pixels, start + c0))
     sums = sums.view(b, height, width, c)
     # Channels-last strides, which the CPU convolutions run fastest on.
-    return _means(sums, r1[0] - r0[0], c1[0] - c0[0]).permute(0, 3, 1, 2)
+    return _inputs(sums, r1[0] - r0[0], c1[0] - c0[0]).permute(0, 3, 1, 2)
 
 
 def _cut(
     table: torch.Tensor, frame: torch.Tensor, region: tuple[torch.Tensor, ...], size: int
 ) -> torch.Tensor:
     """Regions resized to size x size by area averaging, as F.interpolate(mode="area") on each
-    crop would: float (K, 3, size, size) in pixel units."""
+    crop would: float (K, 3, size, size), the net's input."""
     y0, y1, x0, x1 = region
     r0, r1 = _bins(y0, y1, size)
     c0, c1 = _bins(x0, x1, size)
@@ -204,8 +202,8 @@ def _cut(
         index = base + r[:, :, None] * w + col[:, None, :]
         return _rows(flat, index).view(*index.shape, c)
 
-    sums = at(r1, c1) - at(r0, c1) - at(r1, c0) + at(r0, c0)
-    return _means(sums, r1 - r0, c1 - c0).permute(0, 3, 1, 2)
+    sums = at(r1, c1).sub_(at(r0, c1)).sub_(at(r1, c0)).add_(at(r0, c0))
+    return _inputs(sums, r1 - r0, c1 - c0).permute(0, 3, 1, 2)
 
 
 class MtcnnDetector:
@@ -269,7 +267,7 @@ class MtcnnDetector:
         groups = frames.copy()
         for level, scale in enumerate(pyramid_scales(height, width, self.min_face)):
             scaled = _resize(table, int(height * scale + 1), int(width * scale + 1))
-            reg, probs = self.pnet(_normalise(scaled))
+            reg, probs = self.pnet(scaled)
             boxes, frame = _windows(reg, probs[:, 1], scale, THRESHOLDS[0])
             found.append(boxes)
             frames.append(frame)
@@ -305,7 +303,7 @@ class MtcnnDetector:
         step, outs = self.crop_batch, []
         for i in range(0, max(len(frame), 1), step):  # one call at least: no crops, empty outputs
             part = tuple(r[i : i + step] for r in region)
-            outs.append(net(_normalise(_cut(table, frame[i : i + step], part, size))))
+            outs.append(net(_cut(table, frame[i : i + step], part, size)))
         return tuple(torch.cat(parts) for parts in zip(*outs, strict=True)), boxes, frame
 
     def _refine(
