@@ -1,5 +1,5 @@
 """Faces: detectors (MTCNN as the official preprocessing runs it, insightface SCRFD, dlib HOG),
-tracking and crops."""
+tracking, crops and the embeddings that re-identify faces."""
 
 from __future__ import annotations
 

@@ -9,6 +9,12 @@ same person lie closer than 0.6 (Euclidean) and two people farther apart
 (99.38% on LFW by dlib's own measure). The package's ``__init__`` needs
 ``pkg_resources``; its files are found without importing it.
 
+dlib's shape predictor and ``get_face_chip`` align the faces (0.4 ms a face);
+the ResNet itself runs in PyTorch (``dlib_resnet``: the same weights, read from
+dlib's file, and the same vectors to about 1e-6), because dlib runs it on one
+core holding the GIL (~55 ms a face) where PyTorch takes a few ms and lets
+other threads run.
+
 Input is the face crops the pipeline already cut (uint8 224 x 224, the face
 box squared by the official rule), so re-identification costs no decoding.
 """
@@ -23,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from mmadfer_cli.faces.dlib_resnet import DlibFaceResNet
+from mmadfer_cli.faces.dlib_weights import descriptor_weights
 
 PACKAGE = "face-recognition-models"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -79,7 +88,8 @@ def weights_sha256(folder: Path | None = None) -> str:
 
 
 class FaceEmbedder:
-    """128-d dlib face descriptors of face crops; one instance per thread (dlib is not shared)."""
+    """128-d dlib face descriptors of face crops; one instance per thread (dlib's shape
+    predictor is not shared; the parsed network weights are)."""
 
     name = MODEL_NAME
     dim = EMBEDDING_DIM
@@ -89,7 +99,7 @@ class FaceEmbedder:
 
         folder = folder or models_dir()
         self._landmarks = dlib.shape_predictor(str(folder / LANDMARKS_FILE))
-        self._descriptor = dlib.face_recognition_model_v1(str(folder / DESCRIPTOR_FILE))
+        self._descriptor = DlibFaceResNet(descriptor_weights(folder / DESCRIPTOR_FILE)).eval()
         self._dlib = dlib
 
     def embed(self, crops: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -97,7 +107,8 @@ class FaceEmbedder:
 
         Each crop is taken to hold one face filling it (as the pipeline's crops
         do): its landmarks are found inside the whole crop, the face is aligned
-        to a 150 x 150 chip, and all chips go through the network in one batch.
+        to a 150 x 150 chip, and all chips go through the network in one batch, on the CPU
+        with PyTorch's current thread count.
         """
         images = np.asarray(crops, dtype=np.uint8)
         if images.ndim != 4:
@@ -113,5 +124,6 @@ class FaceEmbedder:
             box = self._dlib.rectangle(0, 0, width - 1, height - 1)
             shape = self._landmarks(image, box)
             chips.append(self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING))
-        vectors = self._descriptor.compute_face_descriptor(chips)
-        return np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
+        with torch.inference_mode():
+            vectors = self._descriptor(torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2))
+        return vectors.numpy()

@@ -1,0 +1,163 @@
+"""dlib's face descriptor ResNet in PyTorch: the same vectors as dlib's, and clear errors.
+
+Real faces: scikit-image's astronaut and the six people of insightface's group photo,
+cropped as the pipeline crops faces, aligned by dlib; plus a chip of random pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmadfer_cli.faces.dlib_resnet import DlibFaceResNet
+from mmadfer_cli.faces.dlib_weights import descriptor_weights
+from mmadfer_cli.faces.embedding import (
+    CHIP_PADDING,
+    CHIP_SIZE,
+    DESCRIPTOR_FILE,
+    LANDMARKS_FILE,
+    FaceEmbedder,
+    models_dir,
+)
+from tests.reid_helpers import ASTRONAUT_FACE, GROUP_FACES, astronaut, group
+
+# Seen: max |torch - dlib| 4.0e-7 over these chips, Euclidean distance 1.3e-6 per face.
+MAX_ABS_DIFF = 1e-5
+MAX_DISTANCE = 1e-4
+
+
+def _crop(photo: Image.Image, face: tuple[int, int, int, int]) -> np.ndarray:
+    """The face box squared, 1.5 times its size, at 224 x 224 (as the pipeline's face crops)."""
+    cx, cy, half = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2, 0.75 * (face[2] - face[0])
+    box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
+    return np.asarray(photo.crop(box).resize((224, 224), Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    """(7, 224, 224, 3) uint8: the astronaut, then the group photo's six people."""
+    photo = group()
+    return np.stack([_crop(astronaut(), ASTRONAUT_FACE)] + [_crop(photo, f) for f in GROUP_FACES])
+
+
+@pytest.fixture(scope="module")
+def chips(crops: np.ndarray) -> list[np.ndarray]:
+    """150 x 150 chips aligned by dlib from the crops, then one of random pixels."""
+    landmarks = dlib.shape_predictor(str(models_dir() / LANDMARKS_FILE))
+    aligned = []
+    for crop in crops:
+        shape = landmarks(crop, dlib.rectangle(0, 0, crop.shape[1] - 1, crop.shape[0] - 1))
+        aligned.append(dlib.get_face_chip(crop, shape, CHIP_SIZE, CHIP_PADDING))
+    random = np.random.default_rng(0).integers(0, 256, (CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    return [*aligned, random]
+
+
+@pytest.fixture(scope="module")
+def dlib_vectors(chips: list[np.ndarray]) -> np.ndarray:
+    """dlib's own descriptors of the chips, the reference."""
+    net = dlib.face_recognition_model_v1(str(models_dir() / DESCRIPTOR_FILE))
+    vectors = net.compute_face_descriptor(chips)
+    return np.asarray([np.asarray(v) for v in vectors], np.float32)
+
+
+def _torch_vectors(chips: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    net = DlibFaceResNet(descriptor_weights(models_dir() / DESCRIPTOR_FILE))
+    with torch.inference_mode():
+        return net(torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2)).numpy()
+
+
+def _assert_close(vectors: np.ndarray, reference: np.ndarray) -> None:
+    assert vectors.dtype == np.float32 and vectors.shape == reference.shape
+    assert np.abs(vectors - reference).max() < MAX_ABS_DIFF
+    assert np.linalg.norm(vectors - reference, axis=1).max() < MAX_DISTANCE
+
+
+def test_the_torch_net_gives_dlibs_vectors(
+    chips: list[np.ndarray], dlib_vectors: np.ndarray
+) -> None:
+    _assert_close(_torch_vectors(chips), dlib_vectors)
+    # The chips are seven different people (and noise): the reference itself is no constant.
+    distances = np.linalg.norm(dlib_vectors[:, None] - dlib_vectors[None], axis=2)
+    assert distances[~np.eye(len(chips), dtype=bool)].min() > 0.5
+
+
+def test_one_chip_alone_and_float_input_give_the_same_vector(
+    chips: list[np.ndarray], dlib_vectors: np.ndarray
+) -> None:
+    _assert_close(_torch_vectors(chips[:1]), dlib_vectors[:1])
+    _assert_close(_torch_vectors(np.stack(chips[-2:]).astype(np.float32)), dlib_vectors[-2:])
+
+
+def test_the_net_refuses_chips_of_another_size() -> None:
+    net = DlibFaceResNet(descriptor_weights(models_dir() / DESCRIPTOR_FILE))
+    with pytest.raises(ValueError, match=r"expected chips \(n, 3, 150, 150\)"):
+        net(torch.zeros(1, 3, 224, 224))
+
+
+def test_the_embedder_gives_dlibs_vectors_for_either_layout(
+    crops: np.ndarray, dlib_vectors: np.ndarray
+) -> None:
+    embedder = FaceEmbedder()
+    channels_last = embedder.embed(crops)
+    _assert_close(channels_last, dlib_vectors[: len(crops)])
+    channels_first = embedder.embed(torch.from_numpy(crops).permute(0, 3, 1, 2))
+    np.testing.assert_array_equal(channels_first, channels_last)
+
+
+def test_the_embedder_takes_an_empty_batch_and_refuses_a_single_image() -> None:
+    embedder = FaceEmbedder()
+    for empty in (
+        np.zeros((0, 224, 224, 3), np.uint8),
+        torch.zeros(0, 3, 224, 224, dtype=torch.uint8),
+    ):
+        vectors = embedder.embed(empty)
+        assert vectors.shape == (0, 128) and vectors.dtype == np.float32
+    with pytest.raises(ValueError, match="expected a batch of images"):
+        embedder.embed(np.zeros((224, 224, 3), np.uint8))
+
+
+def _damaged(tmp_path: Path, name: str) -> Path:
+    """A copy of the weights in ``tmp_path``, damaged as ``DAMAGE[name]`` says."""
+    data = (models_dir() / DESCRIPTOR_FILE).read_bytes()
+    for old in (b"loss_metric_2", b"max_pool_2"):
+        assert data.count(old) == 1  # each replacement below hits one place
+    path = tmp_path / DESCRIPTOR_FILE
+    path.write_bytes(DAMAGE[name][0](data))
+    return path
+
+
+DAMAGE = {
+    "cut in the weights": (lambda data: data[: len(data) // 2], "the file ends early"),
+    "cut in the header": (lambda data: data[:300], "the file ends early"),
+    "bytes after the end": (lambda data: data + b"\x01\x00", "2 unexpected bytes after"),
+    "no dlib file": (lambda data: b"not a dlib network", "bad integer control byte"),
+    "another version": (
+        lambda data: data.replace(b"loss_metric_2", b"loss_metric_7"),
+        "found 'loss_metric_7' where 'loss_metric_' or 'loss_metric_2' should be",
+    ),
+    "another layer": (
+        lambda data: data.replace(b"max_pool_2", b"avg_pool_2"),
+        "found 'avg_pool_2' where 'max_pool_2' should be",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_a_damaged_file_is_a_value_error_naming_it(tmp_path: Path, name: str) -> None:
+    path = _damaged(tmp_path, name)
+    with pytest.raises(ValueError, match="dlib's face recognition ResNet") as error:
+        descriptor_weights(path)
+    assert str(path) in str(error.value) and DAMAGE[name][1] in str(error.value)
+
+
+def test_an_embedder_over_a_damaged_file_is_a_value_error(tmp_path: Path) -> None:
+    (tmp_path / LANDMARKS_FILE).symlink_to(models_dir() / LANDMARKS_FILE)
+    path = _damaged(tmp_path, "another layer")
+    with pytest.raises(ValueError, match="avg_pool_2") as error:
+        FaceEmbedder(tmp_path)
+    assert str(path) in str(error.value)
