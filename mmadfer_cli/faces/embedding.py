@@ -99,7 +99,11 @@ class FaceEmbedder:
 
         folder = folder or models_dir()
         self._landmarks = dlib.shape_predictor(str(folder / LANDMARKS_FILE))
-        self._descriptor = DlibFaceResNet(descriptor_weights(folder / DESCRIPTOR_FILE)).eval()
+        try:
+            weights = descriptor_weights(folder / DESCRIPTOR_FILE)
+        except ValueError as exc:  # a damaged install: said as a missing one is
+            raise EmbeddingUnavailableError(f"{exc}; reinstall {PACKAGE}") from exc
+        self._descriptor = DlibFaceResNet(weights).eval()
         self._dlib = dlib
 
     def embed(self, crops: torch.Tensor | np.ndarray) -> np.ndarray:
