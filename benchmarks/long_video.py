@@ -76,14 +76,20 @@ def random_model(root: Path, size: str) -> Path:
 
 
 def annotate(
-    inputs: list[Path], checkpoint: Path, out: Path, args: argparse.Namespace, *extra: str
+    inputs: list[Path],
+    checkpoint: Path,
+    out: Path,
+    args: argparse.Namespace,
+    *extra: str,
+    reid: bool = False,
 ) -> dict:
-    """Run the real command (with ``extra`` options); its wall time, CPU use and ``--stats``."""
+    """Run the real command (with ``extra`` options; re-identification only with ``reid``);
+    its wall time, CPU use and ``--stats``."""
     stats = out.with_suffix(".stats.json")
     cmd = [sys.executable, "-m", "mmadfer_cli", "annotate", *map(str, inputs), "--out", str(out),
            "--checkpoint", str(checkpoint), "--device", args.device, "--workers", str(args.workers),
            "--batch-size", str(args.batch_size), "--chunk", str(args.chunk), "--stats", str(stats),
-           "--no-reid", "-q", *extra]  # fmt: skip
+           "-q", *([] if reid else ["--no-reid"]), *extra]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
