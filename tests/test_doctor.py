@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mmadfer_cli.cli import doctor
 from mmadfer_cli.cli.app import app
+from mmadfer_cli.faces.embedding import EmbeddingUnavailableError
 from mmadfer_cli.media.demo_video import write_demo_video
 from mmadfer_cli.media.video import open_video
 from mmadfer_cli.run.clips import ClipSettings
@@ -62,12 +63,34 @@ def test_doctor_runs_the_pipeline_and_writes_nothing(
     assert re.search(r"ok    mtcnn weights: pnet.lz4, rnet.lz4, onet.lz4 of the mtcnn [\d.]+ "
                      r"package found, sha256 as published, loadable", out)  # fmt: skip
     assert "import one with `mmadfer models import FILE`" in out  # the empty model cache
+    assert re.search(r"ok    face embeddings: dlib_face_recognition_resnet_model_v1, weights "
+                     r"sha256 [0-9a-f]{12}: 128 numbers for the sample frame's face in \d+ ms", out)  # fmt: skip
     assert "pipeline: 2 segments, 1 person track, 2 face clips" in out
     _parts_add_up(out)
     assert "overlap: one stage after the other" in out and "meaningless" in out
     # No results file and no model import; at most the detector's converted weights are cached.
     written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
     assert written <= {"home/detectors/mtcnn.safetensors"}
+
+
+def test_doctor_fails_when_re_identification_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # annotate re-identifies by default: a broken embedder is a broken installation.
+    def broken() -> None:
+        raise EmbeddingUnavailableError("weights.dat is missing: reinstall face-recognition-models")
+
+    monkeypatch.setattr(doctor, "FaceEmbedder", broken)
+    result = runner.invoke(
+        app,
+        ["doctor", "--video", str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), "--device", "cpu"],
+        env={"MMADFER_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+    )
+    assert result.exit_code == 1
+    assert (
+        "FAIL  face embeddings: EmbeddingUnavailableError: weights.dat is missing" in result.stdout
+    )
+    assert "Pipeline on" not in result.stdout
 
 
 def test_doctor_reports_a_missing_video(tmp_path: Path) -> None:

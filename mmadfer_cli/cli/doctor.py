@@ -1,6 +1,7 @@
 """``mmadfer doctor``: what this installation can do, checked by doing it.
 
-Versions, devices, decoders, face detectors and imported models, then the
+Versions, devices, decoders, face detectors, re-identification's face
+embedder and imported models, then the
 whole annotate pipeline on one sample video with an untrained tiny model,
 with per-stage timings. Nothing is written: no results file, no model import.
 """
@@ -12,10 +13,12 @@ import importlib.metadata
 import os
 import platform
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 from rich.console import Console
@@ -25,6 +28,8 @@ import mmadfer_cli
 from mmadfer_cli.cli.choices import Detector, Engine, device_option, plain
 from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
 from mmadfer_cli.faces import FaceDetector, create_detector, detector_weights
+from mmadfer_cli.faces.crops import crop_faces
+from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
 from mmadfer_cli.faces.mtcnn_weights import convert, source_files
 from mmadfer_cli.media.demo_video import write_demo_video
@@ -189,6 +194,31 @@ def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
     return weights_ok and mtcnn_ok
 
 
+def _embeddings(video: Path) -> bool:
+    """Re-identification's face embedder (on in annotate by default) on the sample frame's
+    largest face, or on the whole frame when it has none."""
+    _out.print("[bold]Re-identification[/] (annotate's default; --no-reid goes without)")
+    from mmadfer_cli.media.video import open_video
+
+    def run() -> str:
+        with open_video(video) as v:
+            frame = v.frames([v.info.frame_count // 2])[0]
+        boxes = create_detector("mtcnn").detect([frame])[0]
+        height, width = frame.shape[:2]
+        box = boxes[:1, :4] if len(boxes) else np.array([[0, 0, width, height]])
+        embedder = FaceEmbedder()
+        start = time.perf_counter()
+        vectors = embedder.embed(crop_faces([frame], box))
+        took = 1000 * (time.perf_counter() - start)
+        return (
+            f"{embedder.name}, weights sha256 {weights_sha256()[:12]}: {vectors.shape[1]} "
+            f"numbers for the sample frame's {'face' if len(boxes) else 'whole frame'} "
+            f"in {took:.0f} ms"
+        )
+
+    return _check("face embeddings", run)
+
+
 def _mtcnn_weights() -> str:
     """The MTCNN networks' weight files of the ``mtcnn`` package: found, the published bytes,
     and loadable as the detector loads them (read without importing the package)."""
@@ -287,7 +317,7 @@ def doctor(
         show_default=False,
     ),
 ) -> None:
-    """Check the installation: versions, devices, decoders, face detectors, models, and a timed pipeline run.
+    """Check the installation: versions, devices, decoders, face detectors, face embeddings, models, and a timed pipeline run.
 
     Exit code 0 when everything needed to annotate works, 1 otherwise.
     """
@@ -354,6 +384,7 @@ def _ray(address: str | None, video: Path) -> bool:
 def _check_video(video: Path, device: str, detector: str, face_models: Path | None) -> bool:
     """Decoders, detectors and a timed pipeline run on ``video``; True when all work."""
     healthy = _decoders(video) and _detectors(video, face_models, device)
+    healthy = healthy and _embeddings(video)
     if healthy:
         try:
             healthy = _pipeline(video, device, detector, face_models)
