@@ -156,9 +156,9 @@ def _inputs(sums: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     F.interpolate(mode="area") divides (by the height, then by the width), in MTCNN's scaling
     (mean - 127.5) / 128. The width's division and the 1/128 are one division by width * 128,
     the shift (127.5 / 128) comes after: the same values, since scaling by a power of two
-    rounds the same, with two passes over the maps fewer."""
+    rounds the same, with one pass over the maps fewer."""
     kh = rows[..., :, None, None].to(torch.float32)
-    kw = cols[..., None, :, None].to(torch.float32).mul_(128)
+    kw = cols[..., None, :, None].to(torch.float32) * 128
     return sums.to(torch.float32).div_(kh).div_(kw).sub_(127.5 / 128)
 
 
