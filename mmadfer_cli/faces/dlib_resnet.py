@@ -8,7 +8,7 @@ nothing is converted or downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmadfer_cli.faces.dlib_weights import (
-    LEVELS,
     AddPrev,
     Affine,
     Conv,
@@ -26,18 +25,11 @@ from mmadfer_cli.faces.dlib_weights import (
     Layer,
     Pool,
     Relu,
+    read_descriptor_weights,
 )
 
 _INPUT_SCALE = 256.0  # dlib's input layer: (pixel - channel mean) / 256
 _L = TypeVar("_L", Conv, Affine, Pool, Relu, AddPrev, Fc)
-
-
-def _next(layers: Iterator[Layer], kind: type[_L], source: Path) -> _L:
-    """The next layer, which must be a ``kind`` (the reader's plan guarantees it)."""
-    layer = next(layers, None)
-    if not isinstance(layer, kind):
-        raise ValueError(f"{source}: a {type(layer).__name__} where a {kind.__name__} should be")
-    return layer
 
 
 def _pool(x: torch.Tensor, pool: Pool) -> torch.Tensor:
@@ -91,20 +83,49 @@ class _Block(nn.Module):
         return F.relu(_zero_padded_sum(self.second(self.first(x)), skip))
 
 
+class _Layers:
+    """The parsed layers in order, taken one by one, each checked to be of the kind expected."""
+
+    def __init__(self, weights: DescriptorWeights) -> None:
+        self._layers, self._at, self.source = weights.layers, 0, weights.source
+
+    def next_is(self, kind: type[Layer]) -> bool:
+        """Whether the next layer is a ``kind``."""
+        return self._at < len(self._layers) and isinstance(self._layers[self._at], kind)
+
+    def take(self, kind: type[_L]) -> _L:
+        """The next layer, which must be a ``kind``."""
+        layer = self._layers[self._at] if self._at < len(self._layers) else None
+        if not isinstance(layer, kind):
+            raise ValueError(
+                f"{self.source}: a {type(layer).__name__} where a {kind.__name__} should be"
+            )
+        self._at += 1
+        return layer
+
+    def done(self) -> None:
+        """Every layer was used."""
+        if self._at != len(self._layers):
+            raise ValueError(f"{self.source}: {len(self._layers) - self._at} layers left over")
+
+
 class DlibFaceResNet(nn.Module):
     """dlib's face descriptor network: (n, 3, 150, 150) RGB chips, uint8 or float, as
     ``dlib.get_face_chip(image, shape, 150, 0.25)`` cuts them -> (n, 128) float32, the
-    network's output as it is (dlib does not normalise it either)."""
+    network's output as it is (dlib does not normalise it either). Built from the layers as
+    the file lists them (the reader checked their order): a stem, residual blocks (those with
+    a pooling before their sum halve the map), a global mean and the last layer. Stateless:
+    one instance serves any number of threads."""
 
     def __init__(self, weights: DescriptorWeights) -> None:
         super().__init__()
         self.size, source = weights.size, weights.source
         self.register_buffer("means", torch.tensor(weights.means).view(1, 3, 1, 1))
-        layers, channels = iter(weights.layers), 3
+        layers, channels = _Layers(weights), 3
 
         def conv_affine(relu: bool) -> _ConvAffine:
             nonlocal channels
-            conv, affine = _next(layers, Conv, source), _next(layers, Affine, source)
+            conv, affine = layers.take(Conv), layers.take(Affine)
             if conv.weight.shape[1] != channels or affine.gamma.size != conv.weight.shape[0]:
                 raise ValueError(
                     f"{source}: a convolution {conv.weight.shape} with {affine.gamma.size} "
@@ -112,27 +133,30 @@ class DlibFaceResNet(nn.Module):
                 )
             channels = conv.weight.shape[0]
             if relu:
-                _next(layers, Relu, source)
+                layers.take(Relu)
             return _ConvAffine(conv, affine, relu)
 
         self.stem = conv_affine(relu=True)
-        self.stem_pool = _next(layers, Pool, source)
+        self.stem_pool = layers.take(Pool)
         blocks = []
-        for count, down in LEVELS:
-            for i in range(count):
-                block_channels = channels
-                first, second = conv_affine(relu=True), conv_affine(relu=False)
-                pool = _next(layers, Pool, source) if down and i == 0 else None
-                _next(layers, AddPrev, source), _next(layers, Relu, source)
-                channels = max(channels, block_channels)
-                blocks.append(_Block(first, second, pool))
+        while layers.next_is(Conv):
+            block_channels = channels
+            first, second = conv_affine(relu=True), conv_affine(relu=False)
+            pool = layers.take(Pool) if layers.next_is(Pool) else None
+            layers.take(AddPrev)
+            layers.take(Relu)
+            channels = max(channels, block_channels)
+            blocks.append(_Block(first, second, pool))
         self.blocks = nn.Sequential(*blocks)
-        self.head_pool, fc = _next(layers, Pool, source), _next(layers, Fc, source)
+        self.head_pool = layers.take(Pool)
+        fc = layers.take(Fc)
+        layers.done()
         if fc.weight.shape[0] != channels:
             raise ValueError(f"{source}: the last layer takes {fc.weight.shape[0]} of {channels}")
         self.register_buffer("fc", torch.from_numpy(fc.weight))
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        """(n, 128) descriptors of (n, 3, height, width) chips of the file's input size."""
         if chips.ndim != 4 or tuple(chips.shape[1:]) != (3, *self.size):
             raise ValueError(
                 f"expected chips (n, 3, {self.size[0]}, {self.size[1]}), got {chips.shape}"
@@ -140,3 +164,17 @@ class DlibFaceResNet(nn.Module):
         x = (chips.float() - self.means) / _INPUT_SCALE
         x = _pool(self.stem(x.contiguous(memory_format=torch.channels_last)), self.stem_pool)
         return _pool(self.blocks(x), self.head_pool).flatten(1) @ self.fc
+
+
+_nets: dict[Path, DlibFaceResNet] = {}
+_nets_lock = threading.Lock()
+
+
+def descriptor_net(path: Path) -> DlibFaceResNet:
+    """The network of dlib's file at ``path``, read and built once per process however many
+    embedders use it (ValueError naming the file if it is not the network expected)."""
+    path = Path(path).resolve()
+    with _nets_lock:
+        if path not in _nets:
+            _nets[path] = DlibFaceResNet(read_descriptor_weights(path)).eval()
+        return _nets[path]

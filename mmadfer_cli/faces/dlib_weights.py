@@ -19,7 +19,6 @@ layer, then each layer's details from the input up.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -106,18 +105,23 @@ class _Reader:
         self.data, self.path, self.pos = data, path, 0
 
     def fail(self, problem: str) -> NoReturn:
+        """Stop reading: what was wrong, where, in which file."""
         raise ValueError(
             f"{self.path} is not dlib's face recognition ResNet as expected: {problem} "
             f"(at byte {self.pos} of {len(self.data)})"
         )
 
     def take(self, count: int) -> bytes:
+        """The next ``count`` bytes."""
+        if count < 0:
+            self.fail(f"a negative length {count}")
         if count > len(self.data) - self.pos:
             self.fail(f"the file ends early (needed {count} more bytes)")
         self.pos += count
         return self.data[self.pos - count : self.pos]
 
     def int(self) -> int:
+        """dlib's compact integer: a control byte (size, sign), then the bytes."""
         control = self.take(1)[0]
         size = control & 0x0F
         if control & 0x70 or not 1 <= size <= 8:
@@ -126,36 +130,47 @@ class _Reader:
         return -value if control & 0x80 else value
 
     def float(self) -> float:
+        """A mantissa and a power-of-two exponent (dlib's is 16 bits: larger is damage)."""
         mantissa, exponent = self.int(), self.int()
         if exponent in _SPECIAL_EXPONENTS:
             return _SPECIAL_EXPONENTS[exponent]
-        return math.ldexp(mantissa, exponent)
+        if not -(1 << 15) <= exponent < 1 << 15:
+            self.fail(f"a float exponent {exponent} out of range")
+        try:
+            return math.ldexp(mantissa, exponent)
+        except OverflowError:
+            self.fail(f"a float {mantissa} * 2^{exponent} too large")
 
     def bool(self) -> bool:
+        """ASCII '0' or '1'."""
         byte = self.take(1)
         if byte not in (b"0", b"1"):
             self.fail(f"bad bool {byte!r}")
         return byte == b"1"
 
     def string(self) -> str:
+        """A length, then that many bytes."""
         return self.take(self.int()).decode("latin-1")
 
     def version(self, *expected: str) -> str:
+        """A layer's version string, which must be one of ``expected``."""
         found = self.string()
         if found not in expected:
             self.fail(f"found {found!r} where {' or '.join(map(repr, expected))} should be")
         return found
 
     def sizes(self) -> tuple[int, ...]:
-        return tuple(self.int() for _ in range(4))
+        """A tensor's four sizes (samples, k, rows, cols), none negative."""
+        shape = tuple(self.int() for _ in range(4))
+        if min(shape) < 0:
+            self.fail(f"negative tensor shape {shape}")
+        return shape
 
     def tensor(self) -> np.ndarray:
         """A tensor's values, shaped (samples, k, rows, cols)."""
         if (version := self.int()) != 2:
             self.fail(f"tensor version {version}, not 2")
         shape = self.sizes()
-        if min(shape) < 0:
-            self.fail(f"negative tensor shape {shape}")
         values = np.frombuffer(self.take(4 * math.prod(shape)), "<f4")
         return values.astype(np.float32).reshape(shape)
 
@@ -174,11 +189,12 @@ class _Reader:
 def _split(reader: _Reader, params: np.ndarray, *shapes: tuple[int, ...]) -> list[np.ndarray]:
     """A layer's parameter tensor cut into the parts its alias shapes describe."""
     flat, parts, start = params.reshape(-1), [], 0
+    needed = sum(math.prod(shape) for shape in shapes)
+    if needed != flat.size:
+        reader.fail(f"{flat.size} parameters where the parts {shapes} take {needed}")
     for shape in shapes:
         parts.append(flat[start : start + math.prod(shape)].reshape(shape))
         start += math.prod(shape)
-    if start != flat.size:
-        reader.fail(f"{flat.size} parameters where the parts {shapes} take {start}")
     return parts
 
 
@@ -272,7 +288,8 @@ def read_descriptor_weights(path: Path) -> DescriptorWeights:
     if (version := reader.int()) != 1:
         reader.fail(f"loss layer version {version}, not 1")
     if reader.version("loss_metric_", "loss_metric_2") == "loss_metric_2":
-        reader.float(), reader.float()  # margin and distance threshold: training only
+        for _ in range(2):  # margin and distance threshold: training only
+            reader.float()
     plan = _plan()
     versions = []
     for index, kind in enumerate(reversed(plan)):  # outermost first
@@ -298,16 +315,3 @@ def read_descriptor_weights(path: Path) -> DescriptorWeights:
     if reader.pos != len(reader.data):
         reader.fail(f"{len(reader.data) - reader.pos} unexpected bytes after the network")
     return DescriptorWeights(path, means, size, tuple(layers))
-
-
-_cache: dict[Path, DescriptorWeights] = {}
-_cache_lock = threading.Lock()
-
-
-def descriptor_weights(path: Path) -> DescriptorWeights:
-    """The parsed file, read once per process however many embedders load it."""
-    path = Path(path).resolve()
-    with _cache_lock:
-        if path not in _cache:
-            _cache[path] = read_descriptor_weights(path)
-        return _cache[path]

@@ -11,8 +11,8 @@ same person lie closer than 0.6 (Euclidean) and two people farther apart
 
 dlib's shape predictor and ``get_face_chip`` align the faces (0.4 ms a face);
 the ResNet itself runs in PyTorch (``dlib_resnet``: the same weights, read from
-dlib's file, and the same vectors to about 1e-6), because dlib runs it on one
-core holding the GIL (~55 ms a face) where PyTorch takes a few ms and lets
+dlib's file, and the same vectors: 4e-7 apart a number on the test faces), because dlib runs it on one
+core holding the GIL (56 ms a face) where PyTorch takes a few ms and lets
 other threads run.
 
 Input is the face crops the pipeline already cut (uint8 224 x 224, the face
@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmadfer_cli.faces.dlib_resnet import DlibFaceResNet
-from mmadfer_cli.faces.dlib_weights import descriptor_weights
+from mmadfer_cli.faces.dlib_resnet import descriptor_net
 
 PACKAGE = "face-recognition-models"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -89,7 +88,7 @@ def weights_sha256(folder: Path | None = None) -> str:
 
 class FaceEmbedder:
     """128-d dlib face descriptors of face crops; one instance per thread (dlib's shape
-    predictor is not shared; the parsed network weights are)."""
+    predictor is not shared; the network, stateless, is one per process)."""
 
     name = MODEL_NAME
     dim = EMBEDDING_DIM
@@ -100,10 +99,14 @@ class FaceEmbedder:
         folder = folder or models_dir()
         self._landmarks = dlib.shape_predictor(str(folder / LANDMARKS_FILE))
         try:
-            weights = descriptor_weights(folder / DESCRIPTOR_FILE)
+            self._descriptor = descriptor_net(folder / DESCRIPTOR_FILE)
+            if self._descriptor.size != (CHIP_SIZE, CHIP_SIZE):
+                raise ValueError(
+                    f"{folder / DESCRIPTOR_FILE} takes {self._descriptor.size} chips, "
+                    f"not {CHIP_SIZE} x {CHIP_SIZE}"
+                )
         except ValueError as exc:  # a damaged install: said as a missing one is
             raise EmbeddingUnavailableError(f"{exc}; reinstall {PACKAGE}") from exc
-        self._descriptor = DlibFaceResNet(weights).eval()
         self._dlib = dlib
 
     def embed(self, crops: torch.Tensor | np.ndarray) -> np.ndarray:
