@@ -23,33 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.dlib_resnet import descriptor_net
-from mmadfer_cli.faces.embedding import (
-    CHIP_PADDING,
-    CHIP_SIZE,
-    DESCRIPTOR_FILE,
-    LANDMARKS_FILE,
-    models_dir,
-)
+from mmadfer_cli.faces.embedding import DESCRIPTOR_FILE, models_dir
 from mmadfer_cli.run.allocator import keep_freed_memory
-from tests.reid_helpers import ASTRONAUT_FACE, GROUP_FACES, astronaut, group
+from tests.reid_helpers import aligned_chips, face_crops
 
 BATCHES = (1, 3, 7)
-
-
-def chips() -> list[np.ndarray]:
-    """The seven faces cut as the pipeline cuts them, aligned by dlib."""
-    photo = np.asarray(group())
-    faces = [crop_faces([np.asarray(astronaut())], np.array([ASTRONAUT_FACE]))]
-    faces += [crop_faces([photo], np.array([face])) for face in GROUP_FACES]
-    landmarks = dlib.shape_predictor(str(models_dir() / LANDMARKS_FILE))
-    aligned = []
-    for crop in faces:
-        image = np.ascontiguousarray(crop[0].permute(1, 2, 0).numpy())
-        box = dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1)
-        aligned.append(dlib.get_face_chip(image, landmarks(image, box), CHIP_SIZE, CHIP_PADDING))
-    return aligned
 
 
 def best_ms_a_face(work: Callable[[], object], faces: int, repeats: int = 5) -> float:
@@ -65,7 +44,7 @@ def best_ms_a_face(work: Callable[[], object], faces: int, repeats: int = 5) -> 
 
 def main() -> None:
     keep_freed_memory()  # as annotate runs on the CPU
-    faces = chips()
+    faces = aligned_chips(face_crops())
     reference = dlib.face_recognition_model_v1(str(models_dir() / DESCRIPTOR_FILE))
     net = descriptor_net(models_dir() / DESCRIPTOR_FILE)
     batch = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2)

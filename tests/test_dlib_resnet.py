@@ -15,13 +15,11 @@ import dlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mmadfer_cli.faces import embedding
 from mmadfer_cli.faces.dlib_resnet import DlibFaceResNet, descriptor_net
 from mmadfer_cli.faces.dlib_weights import Pool, read_descriptor_weights
 from mmadfer_cli.faces.embedding import (
-    CHIP_PADDING,
     CHIP_SIZE,
     DESCRIPTOR_FILE,
     LANDMARKS_FILE,
@@ -29,38 +27,25 @@ from mmadfer_cli.faces.embedding import (
     FaceEmbedder,
     models_dir,
 )
-from tests.reid_helpers import ASTRONAUT_FACE, GROUP_FACES, astronaut, group
+from tests.reid_helpers import aligned_chips, face_crops
 
-# Seen: max |torch - dlib| 4.0e-7 over these chips, Euclidean distance 1.3e-6 per face.
+# Seen: max |torch - dlib| 3.6e-7 over these chips, Euclidean distance 1.2e-6 per face.
 # The bounds leave room for other CPUs' rounding (another vectorisation, another BLAS).
 MAX_ABS_DIFF = 5e-6
 MAX_DISTANCE = 2e-5
 
 
-def _crop(photo: Image.Image, face: tuple[int, int, int, int]) -> np.ndarray:
-    """The face box squared, 1.5 times its size, at 224 x 224 (as the pipeline's face crops)."""
-    cx, cy, half = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2, 0.75 * (face[2] - face[0])
-    box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-    return np.asarray(photo.crop(box).resize((224, 224), Image.BILINEAR))
-
-
 @pytest.fixture(scope="module")
 def crops() -> np.ndarray:
     """(7, 224, 224, 3) uint8: the astronaut, then the group photo's six people."""
-    photo = group()
-    return np.stack([_crop(astronaut(), ASTRONAUT_FACE)] + [_crop(photo, f) for f in GROUP_FACES])
+    return face_crops()
 
 
 @pytest.fixture(scope="module")
 def chips(crops: np.ndarray) -> list[np.ndarray]:
     """150 x 150 chips aligned by dlib from the crops, then one of random pixels."""
-    landmarks = dlib.shape_predictor(str(models_dir() / LANDMARKS_FILE))
-    aligned = []
-    for crop in crops:
-        shape = landmarks(crop, dlib.rectangle(0, 0, crop.shape[1] - 1, crop.shape[0] - 1))
-        aligned.append(dlib.get_face_chip(crop, shape, CHIP_SIZE, CHIP_PADDING))
     random = np.random.default_rng(0).integers(0, 256, (CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-    return [*aligned, random]
+    return [*aligned_chips(crops), random]
 
 
 @pytest.fixture(scope="module")
