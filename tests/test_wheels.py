@@ -13,10 +13,13 @@ package index: skipped when it cannot be reached.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -38,11 +41,13 @@ UV_COMPILE = (sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--no-hea
 
 
 def _uv(
-    *args: str, stdin: str | None = None, macos: str | None = None
+    *args: str, cache: str, stdin: str | None = None, macos: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``uv pip compile ARGS``; Python itself is never downloaded (face-recognition-models's
-    metadata is built with the Python at hand)."""
-    env = {**os.environ, **({"MACOSX_DEPLOYMENT_TARGET": macos} if macos else {})}
+    """``uv pip compile ARGS`` with ``cache`` as uv's cache; Python itself is never downloaded
+    (face-recognition-models's metadata is built with the Python at hand)."""
+    env = {**os.environ, "UV_CACHE_DIR": cache}
+    if macos:
+        env["MACOSX_DEPLOYMENT_TARGET"] = macos
     return subprocess.run(
         [*UV_COMPILE, "--no-python-downloads", *args],
         input=stdin,
@@ -54,24 +59,28 @@ def _uv(
     )
 
 
-def _resolve(pair: tuple[str, str]) -> subprocess.CompletedProcess[str]:
+def _resolve(pair: tuple[str, str], cache: str) -> subprocess.CompletedProcess[str]:
     platform, python = pair
     only_wheels = ("--only-binary", ":all:", "--no-binary", SOURCE_ALLOWED)
     target = ("--python-platform", platform, "--python-version", python)
-    return _uv("pyproject.toml", *target, *only_wheels, macos=MACOS.get(platform))
+    return _uv("pyproject.toml", *target, *only_wheels, cache=cache, macos=MACOS.get(platform))
 
 
 @pytest.fixture(scope="module")
-def resolutions() -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
-    """Every pair's resolution, four at a time (uv mostly waits on the index)."""
+def resolutions() -> Iterator[dict[tuple[str, str], subprocess.CompletedProcess[str]]]:
+    """Every pair's resolution, four at a time (uv mostly waits on the index), in a uv cache of
+    their own that is removed after: uv unpacks face-recognition-models (100 MB) for each pair,
+    and in the user's cache every run left 2.4 GB more (it filled a disk after some 30 runs)."""
     if importlib.util.find_spec("uv") is None:
         pytest.skip('uv is not installed (pip install -e ".[dev]")')
-    probe = _uv("-", "--no-deps", stdin="pip\n")
-    if probe.returncode != 0:
-        reason = (probe.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"the package index cannot be reached: {reason}")
-    with ThreadPoolExecutor(4) as pool:
-        return dict(zip(PAIRS, pool.map(_resolve, PAIRS), strict=True))
+    with tempfile.TemporaryDirectory(prefix="mmadfer-uv-cache-") as cache:
+        probe = _uv("-", "--no-deps", cache=cache, stdin="pip\n")
+        if probe.returncode != 0:
+            reason = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+            pytest.skip(f"the package index cannot be reached: {reason}")
+        with ThreadPoolExecutor(4) as pool:
+            resolved = pool.map(functools.partial(_resolve, cache=cache), PAIRS)
+            yield dict(zip(PAIRS, resolved, strict=True))
 
 
 @pytest.mark.network
