@@ -11,9 +11,9 @@ same person lie closer than 0.6 (Euclidean) and two people farther apart
 
 dlib's shape predictor and ``get_face_chip`` align the faces (0.4 ms a face);
 the ResNet itself runs in PyTorch (``dlib_resnet``: the same weights, read from
-dlib's file, and the same vectors: 4e-7 apart a number on the test faces), because dlib runs it on one
-core holding the GIL (56 ms a face) where PyTorch takes a few ms and lets
-other threads run.
+dlib's file, and the same vectors, 4e-7 apart a number on the test faces),
+because dlib runs it on one core holding the GIL (56 ms a face) where PyTorch
+takes a few ms and lets other threads run.
 
 Input is the face crops the pipeline already cut (uint8 224 x 224, the face
 box squared by the official rule), so re-identification costs no decoding.
