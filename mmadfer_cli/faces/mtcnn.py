@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mmadfer_cli.faces import mtcnn_kernels
 from mmadfer_cli.faces.mtcnn_nets import ONet, PNet, RNet
 from mmadfer_cli.faces.mtcnn_weights import load_state_dicts, sources_checksum
 from mmadfer_cli.faces.nms import grouped_nms
@@ -120,7 +121,10 @@ def _integral(frames: torch.Tensor, block: int = 16) -> torch.Tensor:
 
     Rows are summed along, then down in blocks of ``block`` rows that stay in cache, each
     block's carry added after (PyTorch's ``cumsum`` down a whole frame walks a column at a
-    time, two to three times slower); all in place in the table. Integers, so exact."""
+    time, two to three times slower); all in place in the table. Integers, so exact.
+    On the CPU ``mtcnn_kernels`` builds the same tables in one pass, where it runs."""
+    if mtcnn_kernels.runs_on(frames):
+        return mtcnn_kernels.summed_area(frames.numpy())
     b, h, w, c = frames.shape
     table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32, device=frames.device)
     table[:, 0] = 0
@@ -168,13 +172,18 @@ def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Whole frames area-resized to height x width: float (B, 3, height, width), P-Net's input.
-    Pixels are gathered as rows of an (n, 3) view with ``index_select``, which PyTorch copies
-    several times faster than a gather along an inner dimension."""
+    """Whole frames area-resized to height x width: float (B, 3, height, width), P-Net's input
+    (on the CPU by ``mtcnn_kernels`` where it runs). The tensor form gathers pixels as rows of
+    an (n, 3) view with ``index_select``, which PyTorch copies several times faster than a
+    gather along an inner dimension."""
     b, h, w, c = table.shape
     zero = torch.zeros(1, dtype=torch.long, device=table.device)
     r0, r1 = _bins(zero, zero + h - 1, height)
     c0, c1 = _bins(zero, zero + w - 1, width)
+    if mtcnn_kernels.runs_on(table):
+        every = torch.arange(b)
+        rows, cols = (r0.expand(b, -1), r1.expand(b, -1)), (c0.expand(b, -1), c1.expand(b, -1))
+        return mtcnn_kernels.area_means(table, every, rows, cols)
     lines = table.view(b * h, w * c)
     first = torch.arange(b, device=table.device)[:, None] * h
     rows = _rows(lines, first + r1).sub_(_rows(lines, first + r0))
@@ -187,13 +196,19 @@ def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def _cut(
-    table: torch.Tensor, frame: torch.Tensor, region: tuple[torch.Tensor, ...], size: int
+    table: torch.Tensor,
+    frame: torch.Tensor,
+    region: tuple[torch.Tensor, ...],
+    size: int,
 ) -> torch.Tensor:
     """Regions resized to size x size by area averaging, as F.interpolate(mode="area") on each
-    crop would: float (K, 3, size, size), the net's input."""
+    crop would: float (K, 3, size, size), the net's input (on the CPU by ``mtcnn_kernels``
+    where it runs)."""
     y0, y1, x0, x1 = region
     r0, r1 = _bins(y0, y1, size)
     c0, c1 = _bins(x0, x1, size)
+    if mtcnn_kernels.runs_on(table):
+        return mtcnn_kernels.area_means(table, frame, (r0, r1), (c0, c1))
     _, h, w, c = table.shape
     flat = table.reshape(-1, c)
     base = frame.long()[:, None, None] * (h * w)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmadfer_cli.faces import mtcnn_kernels
+
 
 def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, W * H * C), the Caffe models' flatten order (N may be 0)."""
@@ -64,6 +66,17 @@ def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.prelu(rows, weight.repeat(group)).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
+def _prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """``MaxPool2d(kernel, stride, ceil_mode=True)`` of ``PReLU(slope)``: in one pass over the map
+    on the CPU (``mtcnn_kernels``) where it runs, else PyTorch's layers."""
+    if mtcnn_kernels.pools(x):
+        return mtcnn_kernels.prelu_max_pool(x, slope, kernel, stride)
+    x = _prelu(x, slope)
+    if kernel == stride == 2:
+        return _max_pool_2x2(x)
+    return F.max_pool2d(x, kernel, stride, ceil_mode=True)
+
+
 def _widened(conv: nn.Conv2d, prelu: nn.PReLU, channels: int) -> tuple[torch.Tensor, ...]:
     """A convolution's weight, bias and PReLU slopes with zero filters added up to
     ``channels`` outputs: the added channels come out exactly 0."""
@@ -98,7 +111,7 @@ class PNet(nn.Module):
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _max_pool_2x2(_prelu(self.conv1(x), self.prelu1.weight))
+        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 2, 2)
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         # Both 1 x 1 heads in one pass over the largest maps (a third of P-Net's time otherwise).
         weight = torch.cat([self.conv4_2.weight, self.conv4_1.weight])
@@ -113,10 +126,8 @@ class RNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
         self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
         self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
         self.prelu3 = nn.PReLU(64)
         self.dense4 = nn.Linear(576, 128)
@@ -128,8 +139,9 @@ class RNet(nn.Module):
         # 28 maps widened to 32 (CPU kernels run whole vectors of 16 channels; PyTorch's pooling
         # is twice as fast): the same values, the added maps being 0 and read with weight 0.
         weight, bias, slope = _widened(self.conv1, self.prelu1, 32)
-        x = self.pool1(torch.prelu(F.conv2d(x, weight, bias), slope))
-        x = self.pool2(self.prelu2(F.conv2d(x, _zero_inputs(self.conv2, 32), self.conv2.bias)))
+        x = _prelu_max_pool(F.conv2d(x, weight, bias), slope, 3, 2)
+        x = F.conv2d(x, _zero_inputs(self.conv2, 32), self.conv2.bias)
+        x = _prelu_max_pool(x, self.prelu2.weight, 3, 2)
         x = self.prelu3(self.conv3(x))
         x = self.prelu4(self.dense4(_flatten_whc(x)))
         return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)
@@ -143,13 +155,10 @@ class ONet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
         self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
         self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
         self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
         self.prelu4 = nn.PReLU(128)
         self.dense5 = nn.Linear(1152, 256)
@@ -159,9 +168,10 @@ class ONet(nn.Module):
         self.dense6_3 = nn.Linear(256, 10)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
+        # Each PReLU and the max pooling after it (3 x 3, 3 x 3, 2 x 2; stride 2).
+        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 3, 2)
+        x = _prelu_max_pool(self.conv2(x), self.prelu2.weight, 3, 2)
+        x = _prelu_max_pool(self.conv3(x), self.prelu3.weight, 2, 2)
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(_flatten_whc(x)))
         return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)

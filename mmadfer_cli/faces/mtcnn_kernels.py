@@ -1,0 +1,202 @@
+"""MTCNN's memory-bound steps on the CPU as compiled loops (numba): the same values bit for bit.
+
+In PyTorch each of these steps is several passes over maps far larger than the caches (the
+summed-area tables, the pyramid's bin sums, then the conversion, two divisions and a shift;
+a PReLU and then a max pooling), and on a CPU such passes, not the convolutions, took most of
+the detector's time. Here each is one loop that reads its input once and writes its output
+once, parallel over frames, rows or crops; the arithmetic is the tensor forms' own (integer
+sums, then float32 division by the bin's height and by its width * 128, then the shift), so
+the nets see the same inputs. GPUs keep the tensor forms in ``faces.mtcnn``.
+
+The loops run on numba's thread-safe layers only (OpenMP or TBB): several media workers call
+the detector at once. Where neither loads (numba's macOS wheels carry no OpenMP), or in a
+process forked after they ran (OpenMP does not survive a fork), ``available`` is False and the
+detector runs its tensor forms on the CPU too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import torch
+
+try:
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back
+    numba = None
+
+_state: dict[str, bool] = {}
+_lock = threading.Lock()
+
+
+def _forked() -> None:
+    _state["usable"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+def available() -> bool:
+    """Whether the compiled loops run here: numba imports, a thread-safe threading layer loads
+    and compiles a loop (checked once per process), and this is not a forked child."""
+    with _lock:
+        if "usable" not in _state:
+            _state["usable"] = _try_layer()
+        return _state["usable"]
+
+
+def runs_on(t: torch.Tensor) -> bool:
+    """Whether the compiled loops take ``t`` (a CPU tensor, and they run here)."""
+    return t.device.type == "cpu" and available()
+
+
+def _try_layer() -> bool:
+    if numba is None:
+        return False
+    numba.config.THREADING_LAYER = "threadsafe"
+    try:
+        frames = np.zeros((2, 2, 2, 3), np.uint8)
+        integral(frames, np.empty((2, 3, 3, 3), np.int32))
+    except Exception:  # any failure to load or to compile: the tensor forms serve
+        return False
+    return True
+
+
+def _threads() -> None:
+    """The calling thread's PyTorch thread count for numba too (a thread-local setting), so a
+    worker's loops use the cores its convolutions use."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def summed_area(frames: np.ndarray) -> torch.Tensor:
+    """(B, H + 1, W + 1, C) int32 summed-area tables of uint8 (B, H, W, C) frames."""
+    b, h, w, c = frames.shape
+    table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32)
+    _threads()
+    integral(np.ascontiguousarray(frames), table.numpy())
+    return table
+
+
+def area_means(
+    table: torch.Tensor,
+    frame: torch.Tensor,
+    rows: tuple[torch.Tensor, torch.Tensor],
+    cols: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """Bin means as the nets' input, (K, C, h, w) float32 with channels-last strides: for each
+    of K regions, the table it reads (``frame``, (K,)) and its bins' first and last (exclusive)
+    rows (K, h) and columns (K, w). Whole frames for P-Net, candidates for R-Net and O-Net."""
+    k, h = rows[0].shape
+    out = torch.empty(k, h, cols[0].shape[1], table.shape[3])
+    _threads()
+    means(table.numpy(), *(_int64(t) for t in (frame, *rows, *cols)), out.numpy())
+    return out.permute(0, 3, 1, 2)
+
+
+def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """``MaxPool2d(kernel, stride, ceil_mode=True)`` of ``PReLU(slope)`` of a channels-last
+    (N, C, H, W) map, in one pass over it; MTCNN's windows: 2 x 2 or 3 x 3, stride 2."""
+    if stride != 2 or kernel not in (2, 3):
+        raise ValueError(f"no loop for {kernel} x {kernel} windows at stride {stride}")
+    n, c, h, w = x.shape
+    out = torch.empty(
+        n,
+        c,
+        _pooled(h, kernel, stride),
+        _pooled(w, kernel, stride),
+        memory_format=torch.channels_last,
+    )
+    _threads()
+    pool(x.permute(0, 2, 3, 1).numpy(), slope.numpy(), kernel, out.permute(0, 2, 3, 1).numpy())
+    return out
+
+
+def pools(x: torch.Tensor) -> bool:
+    """Whether ``prelu_max_pool`` takes the map ``x`` as it is (float32, channels-last)."""
+    return (
+        x.dtype == torch.float32
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and runs_on(x)
+    )
+
+
+def _pooled(size: int, kernel: int, stride: int) -> int:
+    """Output size of a ceil-mode pooling without padding (every window starts inside)."""
+    return -(-(size - kernel) // stride) + 1
+
+
+def _int64(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.numpy(), dtype=np.int64)
+
+
+if numba is not None:
+
+    @njit(parallel=True, cache=True)
+    def integral(frames: np.ndarray, table: np.ndarray) -> None:  # pragma: no cover - compiled
+        """Summed-area tables: each row's running sums added to the row above's table row."""
+        b, h, w, c = frames.shape
+        for f in prange(b):
+            table[f, 0] = 0
+            for y in range(h):
+                table[f, y + 1, 0] = 0
+                run = np.zeros(c, np.int32)
+                for x in range(w):
+                    for k in range(c):
+                        run[k] += frames[f, y, x, k]
+                        table[f, y + 1, x + 1, k] = table[f, y, x + 1, k] + run[k]
+
+    @njit(parallel=True, cache=True)
+    def means(table, frame, r0, r1, c0, c1, out) -> None:  # pragma: no cover - compiled
+        """Bin sums from the tables, scaled as ``mtcnn._inputs`` scales them; a row of bins
+        at a time."""
+        n, height, width, c = out.shape
+        shift = np.float32(127.5 / 128)
+        for job in prange(n * height):
+            q, i = job // height, job % height
+            f, top, bottom = frame[q], r0[q, i], r1[q, i]
+            kh = np.float32(bottom - top)
+            for j in range(width):
+                left, right = c0[q, j], c1[q, j]
+                kw = np.float32((right - left) * 128)
+                for k in range(c):
+                    s = (
+                        table[f, bottom, right, k]
+                        - table[f, top, right, k]
+                        - table[f, bottom, left, k]
+                        + table[f, top, left, k]
+                    )
+                    out[q, i, j, k] = np.float32(s) / kh / kw - shift
+
+    @njit(inline="always")
+    def _prelu_of_extremes(high, low, slope):  # pragma: no cover - compiled
+        """A window's largest PReLU value from its largest and smallest values: PReLU falls, if
+        at all, only below 0 and rises above it, so its maximum is at one of the two."""
+        a = high if high > 0 else slope * high
+        z = low if low > 0 else slope * low
+        return max(a, z)
+
+    @njit(parallel=True, cache=True)
+    def pool(x, slope, window, out) -> None:  # pragma: no cover - compiled
+        """``window`` x ``window`` windows (2 or 3), stride 2. Three rows and columns are read
+        either way: a 2 x 2 window reads its second twice, and one past the map's end reads
+        the map's last: neither changes the extremes."""
+        n, h, w, c = x.shape
+        _, oh, ow, _ = out.shape
+        for job in prange(n * oh):
+            b, i = job // oh, job % oh
+            y0, y1, y2 = 2 * i, min(2 * i + 1, h - 1), min(2 * i + window - 1, h - 1)
+            for j in range(ow):
+                x0, x1, x2 = 2 * j, min(2 * j + 1, w - 1), min(2 * j + window - 1, w - 1)
+                for k in range(c):
+                    a0, a1, a2 = x[b, y0, x0, k], x[b, y0, x1, k], x[b, y0, x2, k]
+                    b0, b1, b2 = x[b, y1, x0, k], x[b, y1, x1, k], x[b, y1, x2, k]
+                    c0, c1, c2 = x[b, y2, x0, k], x[b, y2, x1, k], x[b, y2, x2, k]
+                    high = max(
+                        max(max(a0, a1), max(a2, b0)), max(max(b1, b2), max(c0, max(c1, c2)))
+                    )
+                    low = min(min(min(a0, a1), min(a2, b0)), min(min(b1, b2), min(c0, min(c1, c2))))
+                    out[b, i, j, k] = _prelu_of_extremes(high, low, slope[k])

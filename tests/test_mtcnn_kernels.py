@@ -1,0 +1,130 @@
+"""MTCNN's compiled CPU loops give the tensor forms' values bit for bit (the boxes rest on it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from mmadfer_cli.faces import mtcnn_kernels
+from mmadfer_cli.faces.mtcnn import MtcnnDetector, _cut, _integral, _resize
+from mmadfer_cli.faces.mtcnn_nets import _prelu_max_pool
+from tests.test_mtcnn import _frames
+
+
+@pytest.fixture(autouse=True)
+def _loops_run_here() -> None:
+    if not mtcnn_kernels.available():
+        if sys.platform.startswith("linux"):  # numba's OpenMP layer loads on Linux: they must run
+            pytest.fail("the compiled MTCNN loops do not run on this Linux machine")
+        pytest.skip("numba has no thread-safe layer here: the tensor forms run instead")
+
+
+def _tensor_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mtcnn_kernels, "available", lambda: False)
+
+
+T = TypeVar("T")
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, work: Callable[[], T]) -> tuple[T, T]:
+    """``work`` with the compiled loops, then with the tensor forms."""
+    compiled = work()
+    with monkeypatch.context() as patch:
+        _tensor_forms(patch)
+        tensor = work()
+    return compiled, tensor
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 15, 17), (3, 48, 31), (2, 481, 641)])
+def test_summed_area_tables_equal(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
+    frames = torch.randint(0, 256, (*shape, 3), dtype=torch.uint8, generator=torch.Generator())
+    compiled, tensor = _both(monkeypatch, lambda: _integral(frames))
+    assert compiled.dtype == torch.int32 and torch.equal(compiled, tensor)
+
+
+@pytest.mark.parametrize(
+    ("size", "out"), [((480, 640), (289, 385)), ((37, 53), (13, 29)), ((12, 12), (12, 12))]
+)
+def test_pyramid_levels_equal(
+    monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], out: tuple[int, int]
+) -> None:
+    frames = torch.randint(0, 256, (3, *size, 3), dtype=torch.uint8)
+    table = _integral(frames)
+    compiled, tensor = _both(monkeypatch, lambda: _resize(table, *out))
+    assert compiled.shape == (3, 3, *out)
+    assert compiled.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(compiled, tensor)
+
+
+@pytest.mark.parametrize("size", [24, 48])
+def test_crops_equal(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    generator = torch.Generator().manual_seed(size)
+    frames = torch.randint(0, 256, (4, 120, 90, 3), dtype=torch.uint8, generator=generator)
+    table = _integral(frames)
+    y0 = torch.randint(0, 110, (300,), generator=generator)
+    x0 = torch.randint(0, 80, (300,), generator=generator)
+    y1 = torch.minimum(y0 + torch.randint(1, 200, (300,), generator=generator), torch.tensor(120))
+    x1 = torch.minimum(x0 + torch.randint(1, 200, (300,), generator=generator), torch.tensor(90))
+    y0[0], y1[0], x0[0], x1[0] = 0, 120, 0, 90  # the whole frame
+    y0[1], y1[1], x0[1], x1[1] = 5, 6, 7, 8  # one pixel, spread over every bin
+    frame = torch.randint(0, 4, (300,), generator=generator)
+    region = (y0.int(), y1.int(), x0.int(), x1.int())
+    compiled, tensor = _both(monkeypatch, lambda: _cut(table, frame, region, size))
+    assert compiled.shape == (300, 3, size, size) and torch.equal(compiled, tensor)
+    empty = _cut(table, frame[:0], tuple(r[:0] for r in region), size)
+    assert empty.shape == (0, 3, size, size)
+
+
+@pytest.mark.parametrize("window", [2, 3])
+@pytest.mark.parametrize("size", [(3, 3), (4, 5), (7, 9), (22, 21), (287, 383)])
+@pytest.mark.parametrize("channels", [10, 32, 48])
+def test_prelu_then_pooling_equal(
+    monkeypatch: pytest.MonkeyPatch, window: int, size: tuple[int, int], channels: int
+) -> None:
+    generator = torch.Generator().manual_seed(channels)
+    for batch in (0, 1, 3) if max(size) < 100 else (2,):
+        x = torch.randn(batch, channels, *size, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        x[..., 0, 0] = 0.0  # zeros and ties
+        slope = torch.randn(channels, generator=generator)  # slopes of both signs, as MTCNN's
+        compiled, tensor = _both(monkeypatch, lambda x=x, a=slope: _prelu_max_pool(x, a, window, 2))
+        expected = F.max_pool2d(torch.prelu(x, slope), window, 2, ceil_mode=True)
+        assert torch.equal(tensor, expected) and torch.equal(compiled, expected)
+        assert compiled.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_unknown_windows_are_refused() -> None:
+    x = torch.zeros(1, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="4 x 4"):
+        mtcnn_kernels.prelu_max_pool(x, torch.zeros(4), 4, 2)
+
+
+def test_the_detector_finds_the_same_faces_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = [*_frames("group_conversation.mp4", [0, 30]), np.ascontiguousarray(data.astronaut())]
+    detector = MtcnnDetector("cpu")
+    compiled, tensor = _both(monkeypatch, lambda: detector.detect_faces(frames))
+    assert [len(f.boxes) for f in compiled] == [6, 6, 1]
+    for ours, theirs in zip(compiled, tensor, strict=True):
+        assert np.array_equal(ours.boxes, theirs.boxes)
+        assert np.array_equal(ours.landmarks, theirs.landmarks)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_uses_the_tensor_forms() -> None:
+    # OpenMP's threads do not survive a fork: numba's loops would abort the child.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, b"1" if mtcnn_kernels.available() else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"0"
+    assert mtcnn_kernels.available()
