@@ -279,6 +279,30 @@ def test_mpeg_stream_frames_are_the_right_ones(tmp_path: Path, name: str, codec:
                 assert np.abs(got.reshape(-1).astype(int) - ffmpeg_frame(path, index)).mean() < 2
 
 
+@pytest.mark.parametrize(
+    "codec",
+    [
+        ["libx264", "-bf", "3", "-b-pyramid", "normal"],  # B-frames that others refer to
+        ["libx264", "-bf", "2", "-b-pyramid", "none"],
+        ["libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:bframes=4"],
+        ["mpeg4", "-bf", "2", "-qscale:v", "3"],
+    ],
+)
+def test_frames_read_here_and_there_equal_those_read_in_a_row(
+    tmp_path: Path, codec: list[str]
+) -> None:
+    # A read decodes a frame it does not want only if other frames refer to it (FFmpeg's
+    # skip_frame): what it gives must be what decoding every frame gives, bit for bit.
+    path = tmp_path / "b_frames.mp4"
+    ffmpeg("-i", str(SINGLE), "-t", "2", "-an", "-c:v", *codec, str(path))
+    with open_video(path) as video:
+        every = video.frames(list(range(video.info.frame_count)))
+    wanted = [1, 2, 7, 8, 20, 33, 34, 49]
+    with open_video(path) as video:
+        sparse = np.concatenate([video.frames(wanted[:3]), video.frames(wanted[3:])])
+    assert len(every) == 50 and np.array_equal(sparse, every[wanted])
+
+
 def test_a_video_trimmed_by_an_edit_list_starts_at_the_trim(tmp_path: Path) -> None:
     # Cut without re-encoding (as phones and QuickTime trim): the file keeps the frames from
     # the keyframe before the cut, and an edit list hides them. decord showed them, with

