@@ -63,6 +63,7 @@ def test_doctor_runs_the_pipeline_and_writes_nothing(
     assert re.search(r"ok    mtcnn weights: pnet.lz4, rnet.lz4, onet.lz4 of the mtcnn [\d.]+ "
                      r"package found, sha256 as published, loadable", out)  # fmt: skip
     assert "import one with `mmadfer models import FILE`" in out  # the empty model cache
+    assert re.search(r"ok    mtcnn cpu loops: compiled \(numba [\d.]+, (omp|tbb) threads\)", out)
     assert re.search(r"ok    face embeddings: dlib_face_recognition_resnet_model_v1, weights "
                      r"sha256 [0-9a-f]{12}: 128 numbers for the sample frame's face in \d+ ms", out)  # fmt: skip
     assert "pipeline: 2 segments, 1 person track, 2 face clips" in out

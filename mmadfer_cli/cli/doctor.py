@@ -27,7 +27,7 @@ from rich.markup import escape
 import mmadfer_cli
 from mmadfer_cli.cli.choices import Detector, Engine, device_option, plain
 from mmadfer_cli.cli.engine_options import ENGINE_HELP, RAY_ADDRESS_HELP
-from mmadfer_cli.faces import FaceDetector, create_detector, detector_weights
+from mmadfer_cli.faces import FaceDetector, create_detector, detector_weights, mtcnn_kernels
 from mmadfer_cli.faces.crops import crop_faces
 from mmadfer_cli.faces.embedding import FaceEmbedder, weights_sha256
 from mmadfer_cli.faces.insightface_backend import default_pack_dir, find_pack
@@ -185,6 +185,12 @@ def _detectors(
         return f"{counted(len(found), 'face')} in a sample frame{checksum}"
 
     weights_ok = _check("mtcnn weights", _mtcnn_weights)
+    loops = mtcnn_kernels.layer()
+    if loops is None:
+        _note("mtcnn cpu loops", "not compiled here (numba found no OpenMP or TBB library): on the "
+              "CPU MTCNN runs its PyTorch forms, the same boxes, slower")  # fmt: skip
+    else:
+        _ok("mtcnn cpu loops", f"compiled ({loops})")
     mtcnn_ok = _check(
         f"mtcnn (default, --device {device})", lambda: run("mtcnn", resolve_device(device))
     )

@@ -9,7 +9,7 @@ sums, then float32 division by the bin's height and by its width * 128, then the
 the nets see the same inputs. GPUs keep the tensor forms in ``faces.mtcnn``.
 
 The loops run on numba's thread-safe layers only (OpenMP or TBB): several media workers call
-the detector at once. Where neither loads (numba's macOS wheels carry no OpenMP), or in a
+the detector at once. Where neither loads (numba finds no OpenMP runtime library or TBB), or in a
 process forked after they ran (OpenMP does not survive a fork), ``available`` is False and the
 detector runs its tensor forms on the CPU too.
 """
@@ -47,6 +47,13 @@ def available() -> bool:
         if "usable" not in _state:
             _state["usable"] = _try_layer()
         return _state["usable"]
+
+
+def layer() -> str | None:
+    """What runs the loops here ("numba 0.68.1, omp threads"), or None where they do not run."""
+    if not available():
+        return None
+    return f"numba {numba.__version__}, {numba.threading_layer()} threads"
 
 
 def runs_on(t: torch.Tensor) -> bool:
