@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from mmadfer_cli.faces import mtcnn_kernels
-from mmadfer_cli.faces.mtcnn import MtcnnDetector, _cut, _integral, _resize
+from mmadfer_cli.faces.mtcnn import MtcnnDetector, _cut, _integral, _pyramid
 from mmadfer_cli.faces.mtcnn_nets import _prelu_max_pool
 from tests.test_mtcnn import _frames
 
@@ -43,32 +43,33 @@ def _both(monkeypatch: pytest.MonkeyPatch, work: Callable[[], T]) -> tuple[T, T]
     return compiled, tensor
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 15, 17), (3, 48, 31), (2, 481, 641)])
-def test_summed_area_tables_equal(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
-    frames = torch.randint(0, 256, (*shape, 3), dtype=torch.uint8, generator=torch.Generator())
-    compiled, tensor = _both(monkeypatch, lambda: _integral(frames))
-    assert compiled.dtype == torch.int32 and torch.equal(compiled, tensor)
-
-
-@pytest.mark.parametrize(
-    ("size", "out"), [((480, 640), (289, 385)), ((37, 53), (13, 29)), ((12, 12), (12, 12))]
-)
-def test_pyramid_levels_equal(
-    monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], out: tuple[int, int]
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 15, 17), (3, 48, 31), (2, 480, 640)])
+def test_tables_and_pyramid_levels_equal(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]
 ) -> None:
-    frames = torch.randint(0, 256, (3, *size, 3), dtype=torch.uint8)
-    table = _integral(frames)
-    compiled, tensor = _both(monkeypatch, lambda: _resize(table, *out))
-    assert compiled.shape == (3, 3, *out)
-    assert compiled.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(compiled, tensor)
+    frames = torch.randint(0, 256, (*shape, 3), dtype=torch.uint8)
+    sizes = [(int(shape[1] * s + 1), int(shape[2] * s + 1)) for s in (0.6, 0.3, 0.1)]
+    sizes += [(shape[1], shape[2]), (shape[1] + 3, shape[2] * 2)]  # the same size, and larger
+
+    def pyramid() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        table, levels = _pyramid(frames, sizes)
+        return table, list(levels)
+
+    (table, compiled), (tensor_table, tensor) = _both(monkeypatch, pyramid)
+    assert table.dtype == torch.int32 and torch.equal(table, tensor_table)
+    for level, expected, size in zip(compiled, tensor, sizes, strict=True):
+        assert level.shape == (shape[0], 3, *size)
+        assert level.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(level, expected)
+    table, levels = _pyramid(frames, [])  # frames under 12 px have no levels, only the table
+    assert torch.equal(table, tensor_table) and list(levels) == []
 
 
 @pytest.mark.parametrize("size", [24, 48])
 def test_crops_equal(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     generator = torch.Generator().manual_seed(size)
     frames = torch.randint(0, 256, (4, 120, 90, 3), dtype=torch.uint8, generator=generator)
-    table = _integral(frames)
+    table = _integral(frames)  # the tensor form's: the two are equal (above)
     y0 = torch.randint(0, 110, (300,), generator=generator)
     x0 = torch.randint(0, 80, (300,), generator=generator)
     y1 = torch.minimum(y0 + torch.randint(1, 200, (300,), generator=generator), torch.tensor(120))

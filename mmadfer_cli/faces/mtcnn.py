@@ -19,7 +19,7 @@ maps stay in cache); suppression is grouped per frame and scale
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,10 +121,7 @@ def _integral(frames: torch.Tensor, block: int = 16) -> torch.Tensor:
 
     Rows are summed along, then down in blocks of ``block`` rows that stay in cache, each
     block's carry added after (PyTorch's ``cumsum`` down a whole frame walks a column at a
-    time, two to three times slower); all in place in the table. Integers, so exact.
-    On the CPU ``mtcnn_kernels`` builds the same tables in one pass, where it runs."""
-    if mtcnn_kernels.runs_on(frames):
-        return mtcnn_kernels.summed_area(frames.numpy())
+    time, two to three times slower); all in place in the table. Integers, so exact."""
     b, h, w, c = frames.shape
     table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32, device=frames.device)
     table[:, 0] = 0
@@ -171,19 +168,26 @@ def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return matrix.index_select(0, index.reshape(-1))
 
 
+def _pyramid(
+    frames: torch.Tensor, sizes: list[tuple[int, int]]
+) -> tuple[torch.Tensor, Iterable[torch.Tensor]]:
+    """The frames' summed-area tables and P-Net's input at each (height, width) of ``sizes``:
+    on the CPU all at once by ``mtcnn_kernels`` where it runs, else each level when it is
+    taken (a GPU holds one level at a time)."""
+    if mtcnn_kernels.runs_on(frames):
+        return mtcnn_kernels.pyramid(frames.numpy(), sizes)
+    table = _integral(frames)
+    return table, (_resize(table, height, width) for height, width in sizes)
+
+
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Whole frames area-resized to height x width: float (B, 3, height, width), P-Net's input
-    (on the CPU by ``mtcnn_kernels`` where it runs). The tensor form gathers pixels as rows of
-    an (n, 3) view with ``index_select``, which PyTorch copies several times faster than a
-    gather along an inner dimension."""
+    """Whole frames area-resized to height x width: float (B, 3, height, width), P-Net's input.
+    Pixels are gathered as rows of an (n, 3) view with ``index_select``, which PyTorch copies
+    several times faster than a gather along an inner dimension."""
     b, h, w, c = table.shape
     zero = torch.zeros(1, dtype=torch.long, device=table.device)
     r0, r1 = _bins(zero, zero + h - 1, height)
     c0, c1 = _bins(zero, zero + w - 1, width)
-    if mtcnn_kernels.runs_on(table):
-        every = torch.arange(b)
-        rows, cols = (r0.expand(b, -1), r1.expand(b, -1)), (c0.expand(b, -1), c1.expand(b, -1))
-        return mtcnn_kernels.area_means(table, every, rows, cols)
     lines = table.view(b * h, w * c)
     first = torch.arange(b, device=table.device)[:, None] * h
     rows = _rows(lines, first + r1).sub_(_rows(lines, first + r0))
@@ -263,8 +267,10 @@ class MtcnnDetector:
     def _detect_batch(self, frames: np.ndarray) -> list[FrameFaces]:
         n, height, width = frames.shape[:3]
         with device_lock(self.device):
-            table = _integral(torch.from_numpy(frames).to(self.device))
-            boxes, frame = self._propose(table, n, height, width)
+            scales = pyramid_scales(height, width, self.min_face)
+            sizes = [(int(height * scale + 1), int(width * scale + 1)) for scale in scales]
+            table, levels = _pyramid(torch.from_numpy(frames).to(self.device), sizes)
+            boxes, frame = self._propose(levels, scales, n)
             if len(boxes):
                 boxes, frame = self._refine(table, boxes, frame, width, height)
             landmarks = torch.zeros(0, 5, 2, device=self.device)
@@ -273,15 +279,14 @@ class MtcnnDetector:
             return self._per_frame(n, boxes, frame, landmarks)
 
     def _propose(
-        self, table: torch.Tensor, n: int, height: int, width: int
+        self, levels: Iterable[torch.Tensor], scales: list[float], n: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """P-Net over the pyramid; suppression per scale and frame, then per frame; the
-        candidates regressed and squared."""
+        """P-Net over the pyramid's levels (at ``scales``, of ``n`` frames); suppression per
+        scale and frame, then per frame; the candidates regressed and squared."""
         found = [torch.zeros(0, 9, device=self.device)]
         frames = [torch.zeros(0, dtype=torch.long, device=self.device)]
         groups = frames.copy()
-        for level, scale in enumerate(pyramid_scales(height, width, self.min_face)):
-            scaled = _resize(table, int(height * scale + 1), int(width * scale + 1))
+        for level, (scale, scaled) in enumerate(zip(scales, levels, strict=True)):
             reg, probs = self.pnet(scaled)
             boxes, frame = _windows(reg, probs[:, 1], scale, THRESHOLDS[0])
             found.append(boxes)

@@ -66,8 +66,7 @@ def _try_layer() -> bool:
         return False
     numba.config.THREADING_LAYER = "threadsafe"
     try:
-        frames = np.zeros((2, 2, 2, 3), np.uint8)
-        integral(frames, np.empty((2, 3, 3, 3), np.int32))
+        pyramid(np.zeros((2, 2, 2, 3), np.uint8), [(1, 1)])
     except Exception:  # any failure to load or to compile: the tensor forms serve
         return False
     return True
@@ -79,13 +78,39 @@ def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def summed_area(frames: np.ndarray) -> torch.Tensor:
-    """(B, H + 1, W + 1, C) int32 summed-area tables of uint8 (B, H, W, C) frames."""
+def pyramid(
+    frames: np.ndarray, sizes: list[tuple[int, int]]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(B, H + 1, W + 1, C) int32 summed-area tables of uint8 (B, H, W, C) frames, and the frames
+    area-resized to each (height, width) of ``sizes`` as P-Net's input, (B, C, height, width)
+    float32 with channels-last strides. A frame's levels are made right after its table, while
+    the table is still in cache."""
     b, h, w, c = frames.shape
     table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32)
+    heights = np.array([size[0] for size in sizes], np.int64)
+    widths = np.array([size[1] for size in sizes], np.int64)
+    rows = [_bins(h, height) for height in heights]
+    cols = [_bins(w, width) for width in widths]
+    counts = b * heights * widths * c
+    out = torch.empty(int(counts.sum()))
+    starts = np.cumsum(counts) - counts
+    none = np.zeros(0, np.int64)  # no levels: frames under 12 px
     _threads()
-    integral(np.ascontiguousarray(frames), table.numpy())
-    return table
+    levels(
+        np.ascontiguousarray(frames),
+        table.numpy(),
+        *(np.concatenate([none, *(bins[i] for bins in rows)]) for i in (0, 1)),
+        *(np.concatenate([none, *(bins[i] for bins in cols)]) for i in (0, 1)),
+        heights,
+        widths,
+        starts,
+        out.numpy(),
+    )
+    views = [
+        out[start : start + count].view(b, height, width, c).permute(0, 3, 1, 2)
+        for start, count, height, width in zip(starts, counts, heights, widths, strict=True)
+    ]
+    return table, views
 
 
 def area_means(
@@ -136,15 +161,37 @@ def _pooled(size: int, kernel: int, stride: int) -> int:
     return -(-(size - kernel) // stride) + 1
 
 
+def _bins(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive average pooling's bins of n pixels into ``size``: first and last (exclusive)
+    pixel of each, as ``mtcnn._bins`` computes them."""
+    i = np.arange(size, dtype=np.int64)
+    return i * n // size, ((i + 1) * n + size - 1) // size
+
+
 def _int64(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy(), dtype=np.int64)
 
 
 if numba is not None:
 
+    @njit(inline="always")
+    def _mean(table, f, top, bottom, left, right, k, kh, kw):  # pragma: no cover - compiled
+        """A bin's sum from the table, scaled as ``mtcnn._inputs`` scales it (float32 all
+        through: divided by the bin's height, then by its width * 128, then shifted)."""
+        s = (
+            table[f, bottom, right, k]
+            - table[f, top, right, k]
+            - table[f, bottom, left, k]
+            + table[f, top, left, k]
+        )
+        return np.float32(s) / kh / kw - np.float32(127.5 / 128)
+
     @njit(parallel=True, cache=True)
-    def integral(frames: np.ndarray, table: np.ndarray) -> None:  # pragma: no cover - compiled
-        """Summed-area tables: each row's running sums added to the row above's table row."""
+    def levels(
+        frames, table, r0, r1, c0, c1, heights, widths, starts, out
+    ) -> None:  # pragma: no cover - compiled
+        """Per frame, its summed-area table (each row's running sums added to the table row
+        above), then its pyramid levels from it; bins and outputs of all levels concatenated."""
         b, h, w, c = frames.shape
         for f in prange(b):
             table[f, 0] = 0
@@ -155,13 +202,26 @@ if numba is not None:
                     for k in range(c):
                         run[k] += frames[f, y, x, k]
                         table[f, y + 1, x + 1, k] = table[f, y, x + 1, k] + run[k]
+            first_row = first_col = 0
+            for level in range(len(heights)):
+                height, width = heights[level], widths[level]
+                at = starts[level] + f * height * width * c
+                for i in range(height):
+                    top, bottom = r0[first_row + i], r1[first_row + i]
+                    kh = np.float32(bottom - top)
+                    for j in range(width):
+                        left, right = c0[first_col + j], c1[first_col + j]
+                        kw = np.float32((right - left) * 128)
+                        for k in range(c):
+                            value = _mean(table, f, top, bottom, left, right, k, kh, kw)
+                            out[at + (i * width + j) * c + k] = value
+                first_row += height
+                first_col += width
 
     @njit(parallel=True, cache=True)
     def means(table, frame, r0, r1, c0, c1, out) -> None:  # pragma: no cover - compiled
-        """Bin sums from the tables, scaled as ``mtcnn._inputs`` scales them; a row of bins
-        at a time."""
+        """Bin means of regions of the tables, a row of bins at a time."""
         n, height, width, c = out.shape
-        shift = np.float32(127.5 / 128)
         for job in prange(n * height):
             q, i = job // height, job % height
             f, top, bottom = frame[q], r0[q, i], r1[q, i]
@@ -170,13 +230,7 @@ if numba is not None:
                 left, right = c0[q, j], c1[q, j]
                 kw = np.float32((right - left) * 128)
                 for k in range(c):
-                    s = (
-                        table[f, bottom, right, k]
-                        - table[f, top, right, k]
-                        - table[f, bottom, left, k]
-                        + table[f, top, left, k]
-                    )
-                    out[q, i, j, k] = np.float32(s) / kh / kw - shift
+                    out[q, i, j, k] = _mean(table, f, top, bottom, left, right, k, kh, kw)
 
     @njit(inline="always")
     def _prelu_of_extremes(high, low, slope):  # pragma: no cover - compiled
