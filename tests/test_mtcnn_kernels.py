@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -129,3 +130,19 @@ def test_a_forked_child_uses_the_tensor_forms() -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"0"
     assert mtcnn_kernels.available()
+
+
+def test_starting_the_loops_keeps_the_thread_count() -> None:
+    # numba starting OpenMP sets the thread's OpenMP count to all cores, which PyTorch reads as
+    # its own: a worker given one core would have run its convolutions on all of them.
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from mmadfer_cli.faces import mtcnn_kernels\n"
+        "assert mtcnn_kernels.available()\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "4"}  # more than one, whatever the machine
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == "1"

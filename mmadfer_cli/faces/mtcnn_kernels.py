@@ -62,13 +62,19 @@ def runs_on(t: torch.Tensor) -> bool:
 
 
 def _try_layer() -> bool:
+    """Load the layer with a first loop. Starting OpenMP, numba sets the calling thread's
+    OpenMP thread count to all cores, which PyTorch reads as its own (a worker given 2 of 16
+    cores would run on 16): the count is put back."""
     if numba is None:
         return False
     numba.config.THREADING_LAYER = "threadsafe"
+    threads = torch.get_num_threads()
     try:
         pyramid(np.zeros((2, 2, 2, 3), np.uint8), [(1, 1)])
     except Exception:  # any failure to load or to compile: the tensor forms serve
         return False
+    finally:
+        torch.set_num_threads(threads)
     return True
 
 
