@@ -242,6 +242,8 @@ class MtcnnDetector:
                 net.eval().requires_grad_(False).to(self.device)
         self.max_pixels = CUDA_MAX_PIXELS if self.device.type == "cuda" else CPU_MAX_PIXELS
         self.crop_batch = CPU_CROP_BATCH if self.device.type == "cpu" else GPU_CROP_BATCH
+        if self.device.type == "cpu":  # the CPU loops loaded (or compiled) now, not mid-run
+            mtcnn_kernels.available()
 
     def detect(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per frame, (k, 5) float32 boxes x1, y1, x2, y2 and probability, largest first."""
