@@ -146,3 +146,17 @@ def test_starting_the_loops_keeps_the_thread_count() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout.strip() == "1"
+
+
+def test_the_loops_compile_where_nothing_can_be_cached() -> None:
+    # A read-only install and home: numba finds no place for its cache and refused the import.
+    code = (
+        "import numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []\n"
+        "from mmadfer_cli.faces import mtcnn_kernels\n"
+        "print(mtcnn_kernels.available())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "True"

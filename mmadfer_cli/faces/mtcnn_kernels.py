@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -178,6 +179,16 @@ def _int64(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy(), dtype=np.int64)
 
 
+def _loop(function: Callable[..., None]) -> Callable[..., None]:
+    """A parallel compiled loop, cached where numba finds a writable place (beside this module
+    or in the user's cache); where it finds none (a read-only install and home), compiled anew
+    in each process instead of failing the import."""
+    try:
+        return njit(parallel=True, cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(parallel=True)(function)
+
+
 if numba is not None:
 
     @njit(inline="always")
@@ -192,7 +203,7 @@ if numba is not None:
         )
         return np.float32(s) / kh / kw - np.float32(127.5 / 128)
 
-    @njit(parallel=True, cache=True)
+    @_loop
     def levels(
         frames, table, r0, r1, c0, c1, heights, widths, starts, out
     ) -> None:  # pragma: no cover - compiled
@@ -224,7 +235,7 @@ if numba is not None:
                 first_row += height
                 first_col += width
 
-    @njit(parallel=True, cache=True)
+    @_loop
     def means(table, frame, r0, r1, c0, c1, out) -> None:  # pragma: no cover - compiled
         """Bin means of regions of the tables, a row of bins at a time."""
         n, height, width, c = out.shape
@@ -246,7 +257,7 @@ if numba is not None:
         z = low if low > 0 else slope * low
         return max(a, z)
 
-    @njit(parallel=True, cache=True)
+    @_loop
     def pool(x, slope, window, out) -> None:  # pragma: no cover - compiled
         """``window`` x ``window`` windows (2 or 3), stride 2. Three rows and columns are read
         either way: a 2 x 2 window reads its second twice, and one past the map's end reads
