@@ -26,7 +26,7 @@ import torch
 try:
     import numba
     from numba import njit, prange
-except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back
+except (ImportError, OSError):  # pragma: no cover - a dependency; a broken install falls back
     numba = None
 
 _state: dict[str, bool] = {}
