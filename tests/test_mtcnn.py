@@ -14,7 +14,7 @@ import pytest
 import torch
 from skimage import data
 
-from mmadfer_cli.faces import DetectorUnavailableError, create_detector
+from mmadfer_cli.faces import DetectorUnavailableError, create_detector, mtcnn_kernels
 from mmadfer_cli.faces import mtcnn_weights as weights
 from mmadfer_cli.faces.mtcnn import MtcnnDetector, _inputs, _integral, pyramid_scales
 from mmadfer_cli.faces.mtcnn_nets import _max_pool_2x2, _prelu
@@ -251,12 +251,20 @@ def _greedy(
     return kept
 
 
+@pytest.mark.parametrize("form", ["compiled", "tensor"])
 @pytest.mark.parametrize("mode", ["union", "min"])
-def test_grouped_nms_equals_greedy_nms_per_group(mode: str) -> None:
+def test_grouped_nms_equals_greedy_nms_per_group(
+    mode: str, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the CPU the compiled greedy loop runs (mtcnn_kernels); on GPUs the tensor form.
+    if form == "tensor":
+        monkeypatch.setattr(mtcnn_kernels, "available", lambda: False)
     g = torch.Generator().manual_seed(1)
     corner = torch.rand(400, 2, generator=g) * 300
     boxes = torch.cat([corner, corner + 10 + torch.rand(400, 2, generator=g) * 60], dim=1)
+    boxes[1], boxes[2, 2:] = boxes[0], boxes[2, :2]  # the same box twice; no area
     scores, groups = torch.rand(400, generator=g), torch.randint(0, 5, (400,), generator=g)
+    scores[1] = scores[0]  # a tie: the first comes first
     got = grouped_nms(boxes, scores, groups, 0.5, mode).tolist()
     expected = []
     for k in range(5):

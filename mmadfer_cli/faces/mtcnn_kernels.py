@@ -136,6 +136,18 @@ def area_means(
     return out.permute(0, 3, 1, 2)
 
 
+def greedy_nms(
+    boxes: torch.Tensor, counts: torch.Tensor, threshold: float, by_min: bool
+) -> torch.Tensor:
+    """Greedy non-maximum suppression of (n, 4) float32 boxes sorted by group, then by falling
+    score within a group (``counts``: the groups' sizes in that order): which boxes are kept,
+    (n,) bool. The overlaps are computed and compared as ``faces.nms`` computes them."""
+    keep = torch.zeros(len(boxes), dtype=torch.bool)
+    _threads()
+    greedy(boxes.numpy(), _int64(counts.cumsum(0)), threshold, by_min, keep.numpy())
+    return keep
+
+
 def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """``MaxPool2d(kernel, stride, ceil_mode=True)`` of ``PReLU(slope)`` of a channels-last
     (N, C, H, W) map, in one pass over it; MTCNN's windows: 2 x 2 or 3 x 3, stride 2."""
@@ -278,3 +290,34 @@ if numba is not None:
                     )
                     low = min(min(min(a0, a1), min(a2, b0)), min(min(b1, b2), min(c0, min(c1, c2))))
                     out[b, i, j, k] = _prelu_of_extremes(high, low, slope[k])
+
+    @_loop
+    def greedy(boxes, ends, threshold, by_min, keep) -> None:  # pragma: no cover - compiled
+        """Per group, each box not yet dropped is kept and drops the later boxes it overlaps
+        by more than ``threshold``: over the union of the two (no +1), compared in float64,
+        or over the smaller box (+1 pixel sizes), compared in float32."""
+        one = np.float32(1.0) if by_min else np.float32(0.0)
+        zero = np.float32(0.0)
+        for g in prange(len(ends)):
+            first, last = ends[g - 1] if g else 0, ends[g]
+            dropped = np.zeros(last - first, np.bool_)
+            for a in range(first, last):
+                if dropped[a - first]:
+                    continue
+                keep[a] = True
+                ax1, ay1, ax2, ay2 = boxes[a, 0], boxes[a, 1], boxes[a, 2], boxes[a, 3]
+                area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
+                for b in range(a + 1, last):
+                    if dropped[b - first]:
+                        continue
+                    bx1, by1, bx2, by2 = boxes[b, 0], boxes[b, 1], boxes[b, 2], boxes[b, 3]
+                    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
+                    w = max(min(ax2, bx2) - max(ax1, bx1) + one, zero)
+                    h = max(min(ay2, by2) - max(ay1, by1) + one, zero)
+                    inter = w * h
+                    if by_min:
+                        over = inter / min(area_a, area_b) > np.float32(threshold)
+                    else:
+                        over = np.float64(inter / (area_a + area_b - inter)) > threshold
+                    if over:
+                        dropped[b - first] = True

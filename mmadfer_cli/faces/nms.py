@@ -9,7 +9,9 @@ result with a handful of matrix steps instead of a loop per box. It runs on
 whatever device the boxes are on. Two overlap measures, as MTCNN uses them:
 ``union`` is torchvision's IoU (areas without the +1), ``min`` is the
 intersection over the smaller box with the +1 pixel convention of the
-original MTCNN code.
+original MTCNN code. On the CPU the greedy loop itself runs, compiled
+(``mtcnn_kernels.greedy_nms``, where the compiled loops run), with the same
+arithmetic: a few boxes a group, where the matrices cost more than the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
+from mmadfer_cli.faces import mtcnn_kernels
 
 Overlap = Literal["union", "min"]
 # Largest overlap matrix (groups x boxes x boxes) built in one step; more groups are done in turns.
@@ -83,6 +87,8 @@ def grouped_nms(
     order = torch.argsort(scores, descending=True, stable=True)
     order = order[torch.argsort(groups[order], stable=True)]
     _, counts = torch.unique_consecutive(groups[order], return_counts=True)
+    if mtcnn_kernels.runs_on(boxes) and boxes.dtype == torch.float32:
+        return order[mtcnn_kernels.greedy_nms(boxes[order], counts, threshold, mode == "min")]
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(n, device=device) - torch.repeat_interleave(starts, counts)
     # Groups are padded to the largest of their turn: turns of groups of similar sizes.
