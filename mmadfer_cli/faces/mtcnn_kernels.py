@@ -6,7 +6,9 @@ a PReLU and then a max pooling), and on a CPU such passes, not the convolutions,
 the detector's time. Here each is one loop that reads its input once and writes its output
 once, parallel over frames, rows or crops; the arithmetic is the tensor forms' own (integer
 sums, then float32 division by the bin's height and by its width * 128, then the shift), so
-the nets see the same inputs. GPUs keep the tensor forms in ``faces.mtcnn``.
+the nets see the same inputs. Suppression runs its greedy loop (``faces.nms`` builds matrices
+of all pairs, which pays on a GPU), with the same overlaps. GPUs keep the tensor forms in
+``faces.mtcnn`` and ``faces.nms``.
 
 The loops run on numba's thread-safe layers only (OpenMP or TBB): several media workers call
 the detector at once. Where neither loads (numba finds no OpenMP runtime library or TBB), or in a
