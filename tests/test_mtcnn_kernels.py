@@ -160,3 +160,23 @@ def test_the_loops_compile_where_nothing_can_be_cached() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_a_layer_other_code_started_that_is_not_thread_safe_is_not_used() -> None:
+    # numba's layer is chosen once per process: after other code started workqueue (which
+    # aborts when two threads run loops at once), the detector keeps its tensor forms.
+    code = (
+        "import numba, numpy as np\n"
+        "numba.config.THREADING_LAYER = 'workqueue'\n"
+        "@numba.njit(parallel=True)\n"
+        "def f(a):\n"
+        "    for i in numba.prange(len(a)):\n"
+        "        a[i] += 1\n"
+        "f(np.zeros(10))\n"
+        "from mmadfer_cli.faces import mtcnn_kernels\n"
+        "print(mtcnn_kernels.available(), mtcnn_kernels.layer())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "None"]

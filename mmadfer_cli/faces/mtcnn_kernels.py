@@ -78,7 +78,8 @@ def _try_layer() -> bool:
         return False
     finally:
         torch.set_num_threads(threads)
-    return True
+    # A layer started before (by other numba code in the process) stays: only a safe one will do.
+    return numba.threading_layer() in ("omp", "tbb")
 
 
 def _threads() -> None:
@@ -128,9 +129,9 @@ def area_means(
     rows: tuple[torch.Tensor, torch.Tensor],
     cols: tuple[torch.Tensor, torch.Tensor],
 ) -> torch.Tensor:
-    """Bin means as the nets' input, (K, C, h, w) float32 with channels-last strides: for each
-    of K regions, the table it reads (``frame``, (K,)) and its bins' first and last (exclusive)
-    rows (K, h) and columns (K, w). Whole frames for P-Net, candidates for R-Net and O-Net."""
+    """Candidates' bin means as R-Net's or O-Net's input, (K, C, h, w) float32 with
+    channels-last strides: for each of K regions, the table it reads (``frame``, (K,)) and its
+    bins' first and last (exclusive) rows (K, h) and columns (K, w)."""
     k, h = rows[0].shape
     out = torch.empty(k, h, cols[0].shape[1], table.shape[3])
     _threads()
@@ -164,7 +165,12 @@ def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: in
         memory_format=torch.channels_last,
     )
     _threads()
-    pool(x.permute(0, 2, 3, 1).numpy(), slope.numpy(), kernel, out.permute(0, 2, 3, 1).numpy())
+    pool(
+        x.detach().permute(0, 2, 3, 1).numpy(),
+        slope.detach().numpy(),
+        kernel,
+        out.permute(0, 2, 3, 1).numpy(),
+    )
     return out
 
 
