@@ -132,6 +132,18 @@ def test_a_forked_child_uses_the_tensor_forms() -> None:
     assert mtcnn_kernels.available()
 
 
+def _fresh_process(code: str, **env: str) -> str:
+    """What ``code`` prints in a Python of its own (numba's layer is chosen once a process)."""
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    return run.stdout.strip()
+
+
 def test_starting_the_loops_keeps_the_thread_count() -> None:
     # numba starting OpenMP sets the thread's OpenMP count to all cores, which PyTorch reads as
     # its own: a worker given one core would have run its convolutions on all of them.
@@ -141,11 +153,7 @@ def test_starting_the_loops_keeps_the_thread_count() -> None:
         "assert mtcnn_kernels.available()\n"
         "print(torch.get_num_threads())\n"
     )
-    env = {**os.environ, "NUMBA_NUM_THREADS": "4"}  # more than one, whatever the machine
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert result.stdout.strip() == "1"
+    assert _fresh_process(code, NUMBA_NUM_THREADS="4") == "1"  # 4: more than one, always
 
 
 def test_the_loops_compile_where_nothing_can_be_cached() -> None:
@@ -156,10 +164,7 @@ def test_the_loops_compile_where_nothing_can_be_cached() -> None:
         "from mmadfer_cli.faces import mtcnn_kernels\n"
         "print(mtcnn_kernels.available())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "True"
+    assert _fresh_process(code) == "True"
 
 
 def test_a_layer_other_code_started_that_is_not_thread_safe_is_not_used() -> None:
@@ -176,7 +181,4 @@ def test_a_layer_other_code_started_that_is_not_thread_safe_is_not_used() -> Non
         "from mmadfer_cli.faces import mtcnn_kernels\n"
         "print(mtcnn_kernels.available(), mtcnn_kernels.layer())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "None"]
+    assert _fresh_process(code) == "False None"
