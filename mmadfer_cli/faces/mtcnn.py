@@ -13,7 +13,8 @@ size go through each pyramid level together; the candidates of all frames are
 cut from per-frame integral images (exactly the area resampling's bin means)
 and scored by R-Net and O-Net together (on the CPU 128 at a time, so that their
 maps stay in cache); suppression is grouped per frame and scale
-(``faces.nms``). The same code runs on the CPU and on GPUs.
+(``faces.nms``). The same code runs on the CPU and on GPUs; on the CPU its memory-bound
+steps run as compiled loops with the same arithmetic (``faces.mtcnn_kernels``).
 """
 
 from __future__ import annotations
@@ -200,10 +201,7 @@ def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def _cut(
-    table: torch.Tensor,
-    frame: torch.Tensor,
-    region: tuple[torch.Tensor, ...],
-    size: int,
+    table: torch.Tensor, frame: torch.Tensor, region: tuple[torch.Tensor, ...], size: int
 ) -> torch.Tensor:
     """Regions resized to size x size by area averaging, as F.interpolate(mode="area") on each
     crop would: float (K, 3, size, size), the net's input (on the CPU by ``mtcnn_kernels``
