@@ -140,6 +140,9 @@ def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
         assert turns.media_busy()
     assert turns.media_busy(grace_s=60)  # a worker hands its clips on between two turns
     assert not turns.media_busy(grace_s=0)
+    with turns.media() as turn:
+        turn.made = False  # its source ended: it hands nothing on
+    assert not turns.media_busy(grace_s=60)
     with turns.model():
         worker = threading.Thread(target=lambda: turns.media().__enter__())
         worker.start()
@@ -189,3 +192,11 @@ def test_a_turn_hands_back_its_openmp_threads() -> None:
     for kind in ("model", "media"):
         assert counts[f"{kind} during"] == counts[f"{kind} before"] + 2
         assert counts[f"{kind} after"] == counts[f"{kind} before"]
+
+
+def test_a_source_that_ended_is_not_waited_for() -> None:
+    # At a video's end the model ran its last clips only after the grace (0.1 s) had passed.
+    turns = CoreTurns()
+    segments = turns.source(lambda path, job: iter(["first"]))(Path("v.mp4"), None)
+    assert next(segments) == "first" and turns.media_busy(grace_s=60)
+    assert next(segments, None) is None and not turns.media_busy(grace_s=60)

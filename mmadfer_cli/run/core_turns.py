@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,14 @@ from mmadfer_cli.run.thread_pools import release_thread_pool
 if TYPE_CHECKING:
     from mmadfer_cli.run.chunk import ChunkJob, ClipSource
     from mmadfer_cli.run.clips import SegmentClips
+
+
+@dataclass
+class MediaTurn:
+    """What a media turn made: ``made`` False when it has nothing to hand on (its source
+    ended), so that the model does not wait for its clips."""
+
+    made: bool = True
 
 
 class CoreTurns:
@@ -45,13 +54,17 @@ class CoreTurns:
         self._model_running = False
         self.media_wait_s = 0.0  # summed over the media stages: time spent waiting for a turn
         self.model_wait_s = 0.0
-        self._media_ended = float("-inf")  # when the last media turn ended
+        # When each thread's last media turn that made something ended; a thread whose
+        # source ended has none (it hands nothing on: the model need not wait for it).
+        self._made: dict[int, float] = {}
 
     def media_busy(self, grace_s: float = 0.1) -> bool:
-        """Whether a media stage holds or wants its turn, or ended one less than ``grace_s``
-        ago (a worker hands its clips on between two turns): more clips are on their way."""
+        """Whether a media stage holds or wants its turn, or made something in a turn that
+        ended less than ``grace_s`` ago (a worker hands its clips on between two turns): more
+        clips are on their way."""
         with self._changed:
-            recent = time.perf_counter() - self._media_ended < grace_s
+            now = time.perf_counter()
+            recent = any(now - ended < grace_s for ended in self._made.values())
             return bool(self._media or self._media_waiting) or recent
 
     @contextmanager
@@ -73,7 +86,7 @@ class CoreTurns:
                 self._changed.notify_all()
 
     @contextmanager
-    def media(self) -> Iterator[None]:
+    def media(self) -> Iterator[MediaTurn]:
         with self._changed:
             t0 = time.perf_counter()
             self._media_waiting += 1
@@ -82,13 +95,17 @@ class CoreTurns:
             self._media_waiting -= 1
             self._media += 1
             self.media_wait_s += time.perf_counter() - t0
+        turn = MediaTurn()
         try:
-            yield
+            yield turn
         finally:
             release_thread_pool()
             with self._changed:
                 self._media -= 1
-                self._media_ended = time.perf_counter()
+                if turn.made:
+                    self._made[threading.get_ident()] = time.perf_counter()
+                else:
+                    self._made.pop(threading.get_ident(), None)
                 self._changed.notify_all()
 
     def source(self, source: ClipSource) -> ClipSource:
@@ -98,8 +115,9 @@ class CoreTurns:
             segments = iter(source(path, job))
             try:
                 while True:
-                    with self.media():
+                    with self.media() as turn:
                         segment = next(segments, None)
+                        turn.made = segment is not None
                     if segment is None:
                         return
                     yield segment
