@@ -234,11 +234,11 @@ if numba is not None:
             table[f, 0] = 0
             for y in range(h):
                 table[f, y + 1, 0] = 0
-                run = np.zeros(c, np.int32)
-                for x in range(w):
-                    for k in range(c):
-                        run[k] += frames[f, y, x, k]
-                        table[f, y + 1, x + 1, k] = table[f, y, x + 1, k] + run[k]
+                for k in range(c):  # a channel at a time: its running sum stays in a register
+                    run = np.int32(0)
+                    for x in range(w):
+                        run += frames[f, y, x, k]
+                        table[f, y + 1, x + 1, k] = table[f, y, x + 1, k] + run
             first_row = first_col = 0
             for level in range(len(heights)):
                 height, width = heights[level], widths[level]
