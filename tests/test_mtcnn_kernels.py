@@ -17,6 +17,7 @@ from skimage import data
 from mmadfer_cli.faces import mtcnn_kernels
 from mmadfer_cli.faces.mtcnn import MtcnnDetector, _cut, _integral, _pyramid
 from mmadfer_cli.faces.mtcnn_nets import _prelu_max_pool
+from mmadfer_cli.faces.nms import grouped_nms
 from tests.test_mtcnn import _frames
 
 
@@ -182,3 +183,14 @@ def test_a_layer_other_code_started_that_is_not_thread_safe_is_not_used() -> Non
         "print(mtcnn_kernels.available(), mtcnn_kernels.layer())\n"
     )
     assert _fresh_process(code) == "False None"
+
+
+def test_suppression_of_boxes_without_area_follows_ieee_arithmetic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two boxes without area overlap by 0 / 0: NaN, not above the threshold, so both stay (as
+    # in PyTorch); a loop raising ZeroDivisionError there would fail the whole video.
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 5.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 10.0, 10.0]])
+    scores, groups = torch.tensor([0.9, 0.8, 0.7]), torch.zeros(3, dtype=torch.long)
+    compiled, tensor = _both(monkeypatch, lambda: grouped_nms(boxes, scores, groups, 0.5))
+    assert compiled.tolist() == tensor.tolist() == [0, 1, 2]

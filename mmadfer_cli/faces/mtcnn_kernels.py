@@ -204,9 +204,9 @@ def _loop(function: Callable[..., None]) -> Callable[..., None]:
     or in the user's cache); where it finds none (a read-only install and home), compiled anew
     in each process instead of failing the import."""
     try:
-        return njit(parallel=True, cache=True)(function)
+        return njit(parallel=True, cache=True, error_model="numpy")(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(parallel=True)(function)
+        return njit(parallel=True, error_model="numpy")(function)
 
 
 if numba is not None:
