@@ -98,7 +98,7 @@ def test_prelu_then_pooling_equal(
         x = x.contiguous(memory_format=torch.channels_last)
         x[..., 0, 0] = 0.0  # zeros and ties
         slope = torch.randn(channels, generator=generator)  # slopes of both signs, as MTCNN's
-        compiled, tensor = _both(monkeypatch, lambda x=x, a=slope: _prelu_max_pool(x, a, window, 2))
+        compiled, tensor = _both(monkeypatch, lambda x=x, a=slope: _prelu_max_pool(x, a, window))
         expected = F.max_pool2d(torch.prelu(x, slope), window, 2, ceil_mode=True)
         assert torch.equal(tensor, expected) and torch.equal(compiled, expected)
         assert compiled.is_contiguous(memory_format=torch.channels_last)
@@ -107,7 +107,7 @@ def test_prelu_then_pooling_equal(
 def test_unknown_windows_are_refused() -> None:
     x = torch.zeros(1, 4, 6, 6).contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="4 x 4"):
-        mtcnn_kernels.prelu_max_pool(x, torch.zeros(4), 4, 2)
+        mtcnn_kernels.prelu_max_pool(x, torch.zeros(4), 4)
 
 
 def test_the_detector_finds_the_same_faces_either_way(monkeypatch: pytest.MonkeyPatch) -> None:

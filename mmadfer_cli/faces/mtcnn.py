@@ -176,9 +176,18 @@ def _pyramid(
     on the CPU all at once by ``mtcnn_kernels`` where it runs, else each level when it is
     taken (a GPU holds one level at a time)."""
     if mtcnn_kernels.runs_on(frames):
-        return mtcnn_kernels.pyramid(frames.numpy(), sizes)
+        _, h, w, _ = frames.shape
+        bins = [(_whole(h, height, frames.device), _whole(w, width, frames.device))
+                for height, width in sizes]  # fmt: skip
+        return mtcnn_kernels.pyramid(frames.numpy(), bins)
     table = _integral(frames)
     return table, (_resize(table, height, width) for height, width in sizes)
+
+
+def _whole(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bins of a whole line of ``n`` pixels resized to ``size``: (1, size) first and last."""
+    zero = torch.zeros(1, dtype=torch.long, device=device)
+    return _bins(zero, zero + n, size)
 
 
 def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -186,9 +195,8 @@ def _resize(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
     Pixels are gathered as rows of an (n, 3) view with ``index_select``, which PyTorch copies
     several times faster than a gather along an inner dimension."""
     b, h, w, c = table.shape
-    zero = torch.zeros(1, dtype=torch.long, device=table.device)
-    r0, r1 = _bins(zero, zero + h - 1, height)
-    c0, c1 = _bins(zero, zero + w - 1, width)
+    r0, r1 = _whole(h - 1, height, table.device)
+    c0, c1 = _whole(w - 1, width, table.device)
     lines = table.view(b * h, w * c)
     first = torch.arange(b, device=table.device)[:, None] * h
     rows = _rows(lines, first + r1).sub_(_rows(lines, first + r0))

@@ -72,8 +72,9 @@ def _try_layer() -> bool:
         return False
     numba.config.THREADING_LAYER = "threadsafe"
     threads = torch.get_num_threads()
+    one = torch.zeros(1, 1, dtype=torch.long)
     try:
-        pyramid(np.zeros((2, 2, 2, 3), np.uint8), [(1, 1)])
+        pyramid(np.zeros((2, 2, 2, 3), np.uint8), [((one, one + 2), (one, one + 2))])
     except Exception:  # any failure to load or to compile: the tensor forms serve
         return False
     finally:
@@ -89,28 +90,30 @@ def _threads() -> None:
 
 
 def pyramid(
-    frames: np.ndarray, sizes: list[tuple[int, int]]
+    frames: np.ndarray, bins: list[tuple[tuple[torch.Tensor, torch.Tensor], ...]]
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(B, H + 1, W + 1, C) int32 summed-area tables of uint8 (B, H, W, C) frames, and the frames
-    area-resized to each (height, width) of ``sizes`` as P-Net's input, (B, C, height, width)
-    float32 with channels-last strides. A frame's levels are made right after its table, while
-    the table is still in cache."""
+    area-resized as P-Net's input at each level of ``bins`` (its rows' and its columns' first
+    and last pixels, (1, height) and (1, width) each), (B, C, height, width) float32 with
+    channels-last strides. A frame's levels are made right after its table, while the table is
+    still in cache."""
     b, h, w, c = frames.shape
     table = torch.empty(b, h + 1, w + 1, c, dtype=torch.int32)
-    heights = np.array([size[0] for size in sizes], np.int64)
-    widths = np.array([size[1] for size in sizes], np.int64)
-    rows = [_bins(h, height) for height in heights]
-    cols = [_bins(w, width) for width in widths]
+    heights = np.array([rows[0].shape[1] for rows, _ in bins], np.int64)
+    widths = np.array([cols[0].shape[1] for _, cols in bins], np.int64)
     counts = b * heights * widths * c
     out = torch.empty(int(counts.sum()))
     starts = np.cumsum(counts) - counts
     none = np.zeros(0, np.int64)  # no levels: frames under 12 px
+
+    def joined(axis: int, edge: int) -> np.ndarray:
+        return np.concatenate([none, *(_int64(level[axis][edge][0]) for level in bins)])
+
     _threads()
     levels(
         np.ascontiguousarray(frames),
         table.numpy(),
-        *(np.concatenate([none, *(bins[i] for bins in rows)]) for i in (0, 1)),
-        *(np.concatenate([none, *(bins[i] for bins in cols)]) for i in (0, 1)),
+        *(joined(axis, edge) for axis in (0, 1) for edge in (0, 1)),
         heights,
         widths,
         starts,
@@ -151,24 +154,20 @@ def greedy_nms(
     return keep
 
 
-def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """``MaxPool2d(kernel, stride, ceil_mode=True)`` of ``PReLU(slope)`` of a channels-last
+def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, window: int) -> torch.Tensor:
+    """``MaxPool2d(window, 2, ceil_mode=True)`` of ``PReLU(slope)`` of a channels-last
     (N, C, H, W) map, in one pass over it; MTCNN's windows: 2 x 2 or 3 x 3, stride 2."""
-    if stride != 2 or kernel not in (2, 3):
-        raise ValueError(f"no loop for {kernel} x {kernel} windows at stride {stride}")
+    if window not in (2, 3):
+        raise ValueError(f"no loop for {window} x {window} windows")
     n, c, h, w = x.shape
     out = torch.empty(
-        n,
-        c,
-        _pooled(h, kernel, stride),
-        _pooled(w, kernel, stride),
-        memory_format=torch.channels_last,
+        n, c, _pooled(h, window), _pooled(w, window), memory_format=torch.channels_last
     )
     _threads()
     pool(
         x.detach().permute(0, 2, 3, 1).numpy(),
         slope.detach().numpy(),
-        kernel,
+        window,
         out.permute(0, 2, 3, 1).numpy(),
     )
     return out
@@ -183,16 +182,10 @@ def pools(x: torch.Tensor) -> bool:
     )
 
 
-def _pooled(size: int, kernel: int, stride: int) -> int:
-    """Output size of a ceil-mode pooling without padding (every window starts inside)."""
-    return -(-(size - kernel) // stride) + 1
-
-
-def _bins(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive average pooling's bins of n pixels into ``size``: first and last (exclusive)
-    pixel of each, as ``mtcnn._bins`` computes them."""
-    i = np.arange(size, dtype=np.int64)
-    return i * n // size, ((i + 1) * n + size - 1) // size
+def _pooled(size: int, window: int) -> int:
+    """Output size of a ceil-mode pooling at stride 2 without padding (every window starts
+    inside)."""
+    return -(-(size - window) // 2) + 1
 
 
 def _int64(t: torch.Tensor) -> np.ndarray:

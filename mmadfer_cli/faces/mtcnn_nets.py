@@ -66,15 +66,16 @@ def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.prelu(rows, weight.repeat(group)).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def _prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """``MaxPool2d(kernel, stride, ceil_mode=True)`` of ``PReLU(slope)``: in one pass over the map
-    on the CPU (``mtcnn_kernels``) where it runs, else PyTorch's layers."""
+def _prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, window: int) -> torch.Tensor:
+    """``MaxPool2d(window, 2, ceil_mode=True)`` of ``PReLU(slope)`` (every MTCNN pooling has
+    stride 2): in one pass over the map on the CPU (``mtcnn_kernels``) where it runs, else
+    PyTorch's layers."""
     if mtcnn_kernels.pools(x):
-        return mtcnn_kernels.prelu_max_pool(x, slope, kernel, stride)
+        return mtcnn_kernels.prelu_max_pool(x, slope, window)
     x = _prelu(x, slope)
-    if kernel == stride == 2:
+    if window == 2:
         return _max_pool_2x2(x)
-    return F.max_pool2d(x, kernel, stride, ceil_mode=True)
+    return F.max_pool2d(x, window, 2, ceil_mode=True)
 
 
 def _widened(conv: nn.Conv2d, prelu: nn.PReLU, channels: int) -> tuple[torch.Tensor, ...]:
@@ -111,7 +112,7 @@ class PNet(nn.Module):
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 2, 2)
+        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 2)
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
         # Both 1 x 1 heads in one pass over the largest maps (a third of P-Net's time otherwise).
         weight = torch.cat([self.conv4_2.weight, self.conv4_1.weight])
@@ -139,9 +140,9 @@ class RNet(nn.Module):
         # 28 maps widened to 32 (CPU kernels run whole vectors of 16 channels; PyTorch's pooling
         # is twice as fast): the same values, the added maps being 0 and read with weight 0.
         weight, bias, slope = _widened(self.conv1, self.prelu1, 32)
-        x = _prelu_max_pool(F.conv2d(x, weight, bias), slope, 3, 2)
+        x = _prelu_max_pool(F.conv2d(x, weight, bias), slope, 3)
         x = F.conv2d(x, _zero_inputs(self.conv2, 32), self.conv2.bias)
-        x = _prelu_max_pool(x, self.prelu2.weight, 3, 2)
+        x = _prelu_max_pool(x, self.prelu2.weight, 3)
         x = self.prelu3(self.conv3(x))
         x = self.prelu4(self.dense4(_flatten_whc(x)))
         return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)
@@ -169,9 +170,9 @@ class ONet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Each PReLU and the max pooling after it (3 x 3, 3 x 3, 2 x 2; stride 2).
-        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 3, 2)
-        x = _prelu_max_pool(self.conv2(x), self.prelu2.weight, 3, 2)
-        x = _prelu_max_pool(self.conv3(x), self.prelu3.weight, 2, 2)
+        x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 3)
+        x = _prelu_max_pool(self.conv2(x), self.prelu2.weight, 3)
+        x = _prelu_max_pool(self.conv3(x), self.prelu3.weight, 2)
         x = self.prelu4(self.conv4(x))
         x = self.prelu5(self.dense5(_flatten_whc(x)))
         return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)
