@@ -324,8 +324,8 @@ class _Frames:
                 packet = next(packets)
             except (StopIteration, av.FFmpegError):
                 return
-            unwanted = self._pts is not None and packet.pts not in self._wanted
-            context.skip_frame = "NONREF" if unwanted and packet.pts is not None else "DEFAULT"
+            known = self._pts is not None and packet.pts is not None
+            context.skip_frame = "NONREF" if known and packet.pts not in self._wanted else "DEFAULT"
             try:
                 frames = packet.decode()
             except av.FFmpegError:
