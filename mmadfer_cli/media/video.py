@@ -245,6 +245,7 @@ class _Frames:
         self._frames: Iterator[av.VideoFrame] | None = None
         self._last: int | None = None  # pts (or count) of the last frame decoded
         self._wanted: set[int] = set()  # pts of the frames the current read wants
+        self._end = 0  # the largest of them
 
     def _scan(self, container: av.container.InputContainer) -> list[tuple[int | None, int, bool]]:
         """Read the stream's facts and its packets' (time stamp, duration, keyframe), decoding
@@ -316,7 +317,9 @@ class _Frames:
 
         Where frames are matched by their pts, a packet whose frame the read does not want is
         decoded only if other frames refer to it (FFmpeg's ``skip_frame``): in the 60-s test
-        video, 720 of 1,501 frames, a third of its decoding time."""
+        video, 720 of 1,501 frames, a third of its decoding time. Packets after the read's last
+        frame are decoded whole: the decoder takes some before it gives that frame (B-frames
+        come out of order), and the next read may want them."""
         packets = container.demux(stream)
         context = stream.codec_context
         while True:
@@ -325,7 +328,8 @@ class _Frames:
             except (StopIteration, av.FFmpegError):
                 return
             known = self._pts is not None and packet.pts is not None
-            context.skip_frame = "NONREF" if known and packet.pts not in self._wanted else "DEFAULT"
+            skip = known and packet.pts < self._end and packet.pts not in self._wanted
+            context.skip_frame = "NONREF" if skip else "DEFAULT"
             try:
                 frames = packet.decode()
             except av.FFmpegError:
@@ -352,7 +356,7 @@ class _Frames:
                 self._last = -1
         else:
             wanted = {int(self._pts[j]): k for j, k in found.items()}
-            self._wanted = set(wanted)
+            self._wanted, self._end = set(wanted), max(wanted)
             first = min(wanted)
             before = self._keys[self._keys <= first]
             key = int(before[-1]) if len(before) else None
