@@ -16,7 +16,7 @@ from skimage import data
 
 from mmadfer_cli.faces import mtcnn_kernels
 from mmadfer_cli.faces.mtcnn import MtcnnDetector, _cut, _integral, _pyramid
-from mmadfer_cli.faces.mtcnn_nets import _prelu_max_pool
+from mmadfer_cli.faces.mtcnn_nets import _prelu_in_place, _prelu_max_pool
 from mmadfer_cli.faces.nms import grouped_nms
 from tests.test_mtcnn import _frames
 
@@ -102,6 +102,23 @@ def test_prelu_then_pooling_equal(
         expected = F.max_pool2d(torch.prelu(x, slope), window, 2, ceil_mode=True)
         assert torch.equal(tensor, expected) and torch.equal(compiled, expected)
         assert compiled.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels", [10, 16, 32])
+def test_prelu_in_place_equal(monkeypatch: pytest.MonkeyPatch, channels: int) -> None:
+    generator = torch.Generator().manual_seed(channels)
+    for shape in [(0, 5, 7), (1, 1, 1), (3, 17, 9), (2, 142, 190)]:
+        x = torch.randn(shape[0], channels, *shape[1:], generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        x[..., 0, 0] = 0.0
+        x[..., -1, -1] = -0.0
+        slope = torch.randn(channels, generator=generator)
+        expected = torch.prelu(x, slope)
+        compiled, tensor = _both(monkeypatch, lambda x=x, a=slope: _prelu_in_place(x.clone(), a))
+        assert torch.equal(tensor, expected) and torch.equal(compiled, expected)
+        assert compiled.is_contiguous(memory_format=torch.channels_last)
+        done = mtcnn_kernels.prelu_(x, slope)
+        assert done is x and torch.equal(x, expected)  # in place
 
 
 def test_unknown_windows_are_refused() -> None:

@@ -173,6 +173,15 @@ def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, window: int) -> torch.T
     return out
 
 
+def prelu_(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``PReLU(slope)`` of a channels-last (N, C, H, W) map, in place (``x`` returned): one
+    pass over it where PyTorch reads it and writes a new map."""
+    n, c, h, w = x.shape
+    _threads()
+    prelu_rows(x.detach().permute(0, 2, 3, 1).reshape(n * h * w, c).numpy(), slope.detach().numpy())
+    return x
+
+
 def pools(x: torch.Tensor) -> bool:
     """Whether ``prelu_max_pool`` takes the map ``x`` as it is (float32, channels-last)."""
     return (
@@ -291,6 +300,18 @@ if numba is not None:
                     )
                     low = min(min(min(a0, a1), min(a2, b0)), min(min(b1, b2), min(c0, min(c1, c2))))
                     out[b, i, j, k] = _prelu_of_extremes(high, low, slope[k])
+
+    @_loop
+    def prelu_rows(x, slope) -> None:  # pragma: no cover - compiled
+        """PReLU of (pixels, channels) rows in place, as PyTorch computes it (x if x > 0, else
+        slope * x), a block of rows at a time."""
+        n, c = x.shape
+        block = 1024
+        for part in prange((n + block - 1) // block):
+            for r in range(part * block, min(n, part * block + block)):
+                for k in range(c):
+                    v = x[r, k]
+                    x[r, k] = v if v > 0 else slope[k] * v
 
     @_loop
     def greedy(boxes, ends, threshold, by_min, keep) -> None:  # pragma: no cover - compiled

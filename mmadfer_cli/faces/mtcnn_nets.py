@@ -78,6 +78,14 @@ def _prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, window: int) -> torch.
     return F.max_pool2d(x, window, 2, ceil_mode=True)
 
 
+def _prelu_in_place(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``PReLU(slope)`` of a map the caller no longer needs: in place on the CPU
+    (``mtcnn_kernels``) where it runs, else PyTorch's (``_prelu``)."""
+    if mtcnn_kernels.pools(x):
+        return mtcnn_kernels.prelu_(x, slope)
+    return _prelu(x, slope)
+
+
 def _widened(conv: nn.Conv2d, prelu: nn.PReLU, channels: int) -> tuple[torch.Tensor, ...]:
     """A convolution's weight, bias and PReLU slopes with zero filters added up to
     ``channels`` outputs: the added channels come out exactly 0."""
@@ -113,7 +121,8 @@ class PNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = _prelu_max_pool(self.conv1(x), self.prelu1.weight, 2)
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        x = _prelu_in_place(self.conv2(x), self.prelu2.weight)
+        x = _prelu_in_place(self.conv3(x), self.prelu3.weight)
         # Both 1 x 1 heads in one pass over the largest maps (a third of P-Net's time otherwise).
         weight = torch.cat([self.conv4_2.weight, self.conv4_1.weight])
         heads = F.conv2d(x, weight, torch.cat([self.conv4_2.bias, self.conv4_1.bias]))
