@@ -174,6 +174,23 @@ def test_starting_the_loops_keeps_the_thread_count() -> None:
     assert _fresh_process(code, NUMBA_NUM_THREADS="4") == "1"  # 4: more than one, always
 
 
+def test_every_loop_is_ready_when_the_detector_is_made() -> None:
+    # Loaded (or, on a first run, compiled: seconds) at start-up, not in a run's first segment:
+    # a detection after that adds no compiled version of any loop.
+    code = (
+        "import numpy as np\n"
+        "from skimage import data\n"
+        "from mmadfer_cli.faces import mtcnn_kernels as k\n"
+        "from mmadfer_cli.faces.mtcnn import MtcnnDetector\n"
+        "detector = MtcnnDetector('cpu')\n"
+        "loops = (k.levels, k.means, k.pool, k.prelu_rows, k.greedy)\n"
+        "before = [len(loop.signatures) for loop in loops]\n"
+        "faces = detector.detect([np.ascontiguousarray(data.astronaut())])\n"
+        "print(len(faces[0]), before, [len(loop.signatures) for loop in loops])\n"
+    )
+    assert _fresh_process(code) == "1 [1, 1, 1, 1, 1] [1, 1, 1, 1, 1]"
+
+
 def test_the_loops_compile_where_nothing_can_be_cached() -> None:
     # A read-only install and home: numba finds no place for its cache and refused the import.
     code = (

@@ -65,22 +65,32 @@ def runs_on(t: torch.Tensor) -> bool:
 
 
 def _try_layer() -> bool:
-    """Load the layer with a first loop. Starting OpenMP, numba sets the calling thread's
+    """Load the layer and every loop (from numba's cache, or compiled on a first run: at
+    start-up, not in a run's first segment). Starting OpenMP, numba sets the calling thread's
     OpenMP thread count to all cores, which PyTorch reads as its own (a worker given 2 of 16
     cores would run on 16): the count is put back."""
     if numba is None:
         return False
     numba.config.THREADING_LAYER = "threadsafe"
     threads = torch.get_num_threads()
-    one = torch.zeros(1, 1, dtype=torch.long)
     try:
-        pyramid(np.zeros((2, 2, 2, 3), np.uint8), [((one, one + 2), (one, one + 2))])
+        _run_each_loop()
     except Exception:  # any failure to load or to compile: the tensor forms serve
         return False
     finally:
         torch.set_num_threads(threads)
     # A layer started before (by other numba code in the process) stays: only a safe one will do.
     return numba.threading_layer() in ("omp", "tbb")
+
+
+def _run_each_loop() -> None:
+    """Each loop once on a tiny input of the types a detection gives it."""
+    one = torch.zeros(1, 1, dtype=torch.long)
+    table, _ = pyramid(np.zeros((1, 2, 2, 3), np.uint8), [((one, one + 2), (one, one + 2))])
+    area_means(table, one[0], (one, one + 1), (one, one + 1))
+    x = torch.zeros(1, 1, 3, 3).contiguous(memory_format=torch.channels_last)
+    prelu_max_pool(prelu_(x, torch.zeros(1)), torch.zeros(1), 2)
+    greedy_nms(torch.zeros(1, 4), torch.ones(1, dtype=torch.long), 0.5, False)
 
 
 def _threads() -> None:
@@ -175,15 +185,17 @@ def prelu_max_pool(x: torch.Tensor, slope: torch.Tensor, window: int) -> torch.T
 
 def prelu_(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     """``PReLU(slope)`` of a channels-last (N, C, H, W) map, in place (``x`` returned): one
-    pass over it where PyTorch reads it and writes a new map."""
+    pass over it where PyTorch reads it and writes a new map. ``view`` refuses other layouts
+    (a copy would leave ``x`` as it was)."""
     n, c, h, w = x.shape
     _threads()
-    prelu_rows(x.detach().permute(0, 2, 3, 1).reshape(n * h * w, c).numpy(), slope.detach().numpy())
+    prelu_rows(x.detach().permute(0, 2, 3, 1).view(n * h * w, c).numpy(), slope.detach().numpy())
     return x
 
 
 def pools(x: torch.Tensor) -> bool:
-    """Whether ``prelu_max_pool`` takes the map ``x`` as it is (float32, channels-last)."""
+    """Whether the map loops (``prelu_max_pool``, ``prelu_``) take ``x`` as it is (float32,
+    channels-last)."""
     return (
         x.dtype == torch.float32
         and x.is_contiguous(memory_format=torch.channels_last)
