@@ -133,23 +133,22 @@ def test_default_workers_have_two_cores_each_on_the_cpu(
     assert default_workers(torch.device("mps")) == mps
 
 
-def test_media_stages_at_work_or_waiting_mean_more_clips_are_coming() -> None:
+def test_workers_at_work_or_media_stages_waiting_mean_more_clips_are_coming() -> None:
     turns = CoreTurns()
     assert not turns.media_busy()
     with turns.media():
         assert turns.media_busy()
-    assert turns.media_busy(grace_s=60)  # a worker hands its clips on between two turns
-    assert not turns.media_busy(grace_s=0)
-    with turns.media() as turn:
-        turn.made = False  # its source ended: it hands nothing on
-    assert not turns.media_busy(grace_s=60)
+    assert not turns.media_busy()  # no worker at work: nothing more comes
+    with turns.working():
+        assert turns.media_busy()  # between two turns: handing clips on, opening a video
+    assert not turns.media_busy()
     with turns.model():
         worker = threading.Thread(target=lambda: turns.media().__enter__())
         worker.start()
         deadline = time.monotonic() + 5
         while not turns._media_waiting and time.monotonic() < deadline:  # it asked for its turn
             time.sleep(0.001)
-        assert turns.media_busy(grace_s=0)  # one waits for its turn
+        assert turns.media_busy()  # one waits for its turn
     worker.join()
 
 
@@ -192,11 +191,3 @@ def test_a_turn_hands_back_its_openmp_threads() -> None:
     for kind in ("model", "media"):
         assert counts[f"{kind} during"] == counts[f"{kind} before"] + 2
         assert counts[f"{kind} after"] == counts[f"{kind} before"]
-
-
-def test_a_source_that_ended_is_not_waited_for() -> None:
-    # At a video's end the model ran its last clips only after the grace (0.1 s) had passed.
-    turns = CoreTurns()
-    segments = turns.source(lambda path, job: iter(["first"]))(Path("v.mp4"), None)
-    assert next(segments) == "first" and turns.media_busy(grace_s=60)
-    assert next(segments, None) is None and not turns.media_busy(grace_s=60)

@@ -3,8 +3,10 @@
 A chunk is a run of consecutive segments (``--chunk`` seconds). ``run_chunk``
 decodes it, finds, tracks and crops the faces and computes the filterbank (the
 ``ClipSource``), hands each segment's face clips to a ``Predictor`` (the model
-behind a batching queue: a thread here, a service actor on Ray) without waiting,
-and makes the rows once the probabilities are back. A video that cannot be read
+behind a batching queue: a thread here, a service actor on Ray) without waiting
+(``submit_chunk``), and makes the rows once the probabilities are back
+(``SubmittedChunk.finish``; the local engine's workers leave that to a thread of
+their own and go on to their next chunk). A video that cannot be read
 or a stage that fails becomes a ``Failure``; only the predictor failing (the
 model) is an error of the whole run. Engines differ in where this runs, never in
 what it does.
@@ -98,6 +100,60 @@ def plan_video(
         return Plan(vid, 0, failure(exc, node))
 
 
+@dataclass
+class SubmittedChunk:
+    """A chunk whose segments are all made and handed to the predictor (or why it failed):
+    ``finish`` waits for their probabilities and makes the rows."""
+
+    out: ChunkOutput
+    waiting: list[tuple[SegmentClips, Pending | None]] = field(default_factory=list)
+
+    def finish(self, video: str, video_id: str | None, class_names: Sequence[str]) -> ChunkOutput:
+        """The chunk's rows (``video``: the path as given). Raises ``PredictorError``."""
+        for clips, pending in self.waiting:
+            probs = _wait(pending) if pending is not None else _no_faces(clips, class_names)
+            self.out.rows += segment_rows(video, video_id, clips, probs, class_names)
+        self.waiting = []
+        return self.out
+
+
+def submit_chunk(
+    source: ClipSource,
+    path: Path,
+    job: ChunkJob,
+    predictor: Predictor,
+    node: str | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> SubmittedChunk | None:
+    """Chunk ``job`` of the video at ``path`` made and handed to ``predictor`` without waiting
+    for it, or its failure. None when ``stopping`` said so between segments. Raises
+    ``PredictorError``."""
+    chunk = SubmittedChunk(ChunkOutput(log=job.log))
+    out = chunk.out
+    try:
+        segments = iter(source(path, job))
+        try:
+            while not stopping():
+                t0 = time.perf_counter()
+                clips = next(segments, None)
+                out.produce_s += time.perf_counter() - t0
+                if clips is None:
+                    return chunk
+                out.segments += 1
+                out.clips += len(clips.faces)
+                if clips.error is not None:
+                    segment = clips.segment
+                    out.damaged.append((float(segment.start_s), float(segment.end_s), clips.error))
+                chunk.waiting.append((_without_pixels(clips), _submit(predictor, clips)))
+            return None
+        finally:
+            close_segments(segments)
+    except PredictorError:
+        raise
+    except Exception as exc:
+        return SubmittedChunk(ChunkOutput(failure=failure(exc, node)))
+
+
 def run_chunk(
     source: ClipSource,
     path: Path,
@@ -111,35 +167,8 @@ def run_chunk(
 ) -> ChunkOutput | None:
     """Chunk ``job`` of the video at ``path`` (``video``: the path as given): its rows, or a
     failure. None when ``stopping`` said so between segments. Raises ``PredictorError``."""
-    out = ChunkOutput(log=job.log)
-    waiting: list[tuple[SegmentClips, Pending | None]] = []
-    try:
-        segments = iter(source(path, job))
-        try:
-            while not stopping():
-                t0 = time.perf_counter()
-                clips = next(segments, None)
-                out.produce_s += time.perf_counter() - t0
-                if clips is None:
-                    break
-                out.segments += 1
-                out.clips += len(clips.faces)
-                if clips.error is not None:
-                    segment = clips.segment
-                    out.damaged.append((float(segment.start_s), float(segment.end_s), clips.error))
-                waiting.append((_without_pixels(clips), _submit(predictor, clips)))
-            else:
-                return None
-        finally:
-            close_segments(segments)
-    except PredictorError:
-        raise
-    except Exception as exc:
-        return ChunkOutput(failure=failure(exc, node))
-    for clips, pending in waiting:
-        probs = _wait(pending) if pending is not None else _no_faces(clips, class_names)
-        out.rows += segment_rows(video, video_id, clips, probs, class_names)
-    return out
+    chunk = submit_chunk(source, path, job, predictor, node, stopping)
+    return chunk.finish(video, video_id, class_names) if chunk is not None else None
 
 
 def close_segments(segments: Iterable[SegmentClips]) -> None:

@@ -11,7 +11,7 @@ media stages run) did no better: run at once, both slowed, the media stages by a
 stages (decoding, faces, filterbank: one segment at a time) run together between batches,
 each with its own share of the cores. The model comes first: while it waits for its turn no
 new segment starts. Since the two never overlap, a batch loses nothing by waiting for its
-clips while media stages are at work (``media_busy``), and full batches are faster per clip:
+clips while workers are at work (``media_busy``), and full batches are faster per clip:
 one clip at a time, a 60-s one-face video's 20 clips took the model 25.1 s, against 20.4 s
 in batches of 8.
 """
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,14 +31,6 @@ from mmadfer_cli.run.thread_pools import release_thread_pool
 if TYPE_CHECKING:
     from mmadfer_cli.run.chunk import ChunkJob, ClipSource
     from mmadfer_cli.run.clips import SegmentClips
-
-
-@dataclass
-class MediaTurn:
-    """What a media turn made: ``made`` False when it has nothing to hand on (its source
-    ended), so that the model does not wait for its clips."""
-
-    made: bool = True
 
 
 class CoreTurns:
@@ -52,20 +43,28 @@ class CoreTurns:
         self._media_waiting = 0
         self._model_waiting = 0
         self._model_running = False
+        self._working = 0  # workers that hold or may take more work
         self.media_wait_s = 0.0  # summed over the media stages: time spent waiting for a turn
         self.model_wait_s = 0.0
-        # When each thread's last media turn that made something ended; a thread whose
-        # source ended has none (it hands nothing on: the model need not wait for it).
-        self._made: dict[int, float] = {}
 
-    def media_busy(self, grace_s: float = 0.1) -> bool:
-        """Whether a media stage holds or wants its turn, or made something in a turn that
-        ended less than ``grace_s`` ago (a worker hands its clips on between two turns): more
-        clips are on their way."""
+    def media_busy(self) -> bool:
+        """Whether more clips are on their way: a media stage holds or wants its turn, or a
+        worker is at work between two turns (handing clips on, opening the next video)."""
         with self._changed:
-            now = time.perf_counter()
-            recent = any(now - ended < grace_s for ended in self._made.values())
-            return bool(self._media or self._media_waiting) or recent
+            return bool(self._media or self._media_waiting or self._working)
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """A worker's whole run: until it ends, the model may wait for its clips. A worker
+        that then waits for the model's results must have left it."""
+        with self._changed:
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._working -= 1
+                self._changed.notify_all()
 
     @contextmanager
     def model(self) -> Iterator[None]:
@@ -86,7 +85,7 @@ class CoreTurns:
                 self._changed.notify_all()
 
     @contextmanager
-    def media(self) -> Iterator[MediaTurn]:
+    def media(self) -> Iterator[None]:
         with self._changed:
             t0 = time.perf_counter()
             self._media_waiting += 1
@@ -95,17 +94,12 @@ class CoreTurns:
             self._media_waiting -= 1
             self._media += 1
             self.media_wait_s += time.perf_counter() - t0
-        turn = MediaTurn()
         try:
-            yield turn
+            yield
         finally:
             release_thread_pool()
             with self._changed:
                 self._media -= 1
-                if turn.made:
-                    self._made[threading.get_ident()] = time.perf_counter()
-                else:
-                    self._made.pop(threading.get_ident(), None)
                 self._changed.notify_all()
 
     def source(self, source: ClipSource) -> ClipSource:
@@ -115,9 +109,8 @@ class CoreTurns:
             segments = iter(source(path, job))
             try:
                 while True:
-                    with self.media() as turn:
+                    with self.media():
                         segment = next(segments, None)
-                        turn.made = segment is not None
                     if segment is None:
                         return
                     yield segment

@@ -2,7 +2,7 @@
 
 Each worker opens videos (planning their chunks, which go to the front of the
 work queue so that every worker helps with a long video) and runs chunks with
-``chunk.run_chunk``. Their face clips meet in one ``Batched`` model queue, which
+``chunk.submit_chunk``, leaving their rows to a thread of its own (``_Finisher``). Their face clips meet in one ``Batched`` model queue, which
 runs the model on everything waiting, up to ``--batch-size`` clips, in its own
 thread; the queue holds a bounded number of clips, so memory does not grow with
 the length or number of videos. The calling thread collects plans and chunk
@@ -31,8 +31,9 @@ from mmadfer_cli.run.chunk import (
     ClipSource,
     Plan,
     PredictorError,
+    SubmittedChunk,
     plan_video,
-    run_chunk,
+    submit_chunk,
 )
 from mmadfer_cli.run.core_turns import CoreTurns
 from mmadfer_cli.run.errors import PipelineError, failing_stage
@@ -167,6 +168,49 @@ class _ModelQueue:
         return lambda: np.asarray(pending())
 
 
+class _Finisher:
+    """A worker's chunks waiting for their probabilities, finished (rows made and reported) in
+    order in a thread of their own, so that the worker goes on to its next chunk at once: the
+    model's batches fill up with the next video's clips (on the CPU the model waits for them
+    while a worker is at work: ``CoreTurns.working``) and, on a GPU, the media stages do not
+    stop at each video's end for the model's last batch."""
+
+    def __init__(self, out: queue.Queue, stop: threading.Event, class_names: Sequence[str]) -> None:
+        self._out, self._stop, self._class_names = out, stop, class_names
+        self._chunks: queue.Queue = queue.Queue()
+        self.failed: _WorkerExit | None = None  # the model failed: the worker reports this
+        self.closed = False  # the model's queue closed: the run is ending
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mmadfer-rows")
+        self._thread.start()
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None and not self.closed
+
+    def hand(self, task: VideoTask, chunk: int, video_id: str | None, done: SubmittedChunk) -> None:
+        self._chunks.put((task, chunk, video_id, done))
+
+    def close(self) -> None:
+        """Wait until every chunk handed on is finished (or the model failed)."""
+        self._chunks.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (job := self._chunks.get()) is not None:
+            task, chunk, video_id, submitted = job
+            if not self.ok:
+                continue
+            try:
+                done = submitted.finish(task.video, video_id, self._class_names)
+            except PredictorError as exc:
+                if isinstance(exc.cause, BatchedClosed):
+                    self.closed = True
+                else:
+                    self.failed = _WorkerExit(exc.cause, "the model", (task.video,))
+                continue
+            _put(self._out, _ChunkDone(task.index, chunk, done), self._stop)
+
+
 def produce(
     work: _WorkQueue,
     out: queue.Queue,
@@ -187,7 +231,33 @@ def produce(
     except BaseException as exc:
         _put(out, _WorkerExit(fatal=exc), stop)
         return
-    while not stop.is_set():
+    finisher = _Finisher(out, stop, class_names)
+    with turns.working() if turns is not None else contextlib.nullcontext():
+        exit_now = _produce(work, out, stages, source, model, stop, finisher)
+    finisher.close()  # once the model no longer waits for this worker's clips
+    if exit_now is not None:
+        _put(out, exit_now, stop)
+    elif finisher.failed is not None:
+        _put(out, finisher.failed, stop)
+    elif not finisher.closed:
+        _put(out, _WorkerExit(), stop)
+
+
+def _produce(
+    work: _WorkQueue,
+    out: queue.Queue,
+    stages: Stages,
+    source: ClipSource,
+    model: _ModelQueue,
+    stop: threading.Event,
+    finisher: _Finisher,
+) -> _WorkerExit | None:
+    """``produce``'s work: the exit to report at once when the model failed at a hand-over."""
+
+    def stopping() -> bool:
+        return stop.is_set() or not finisher.ok
+
+    while not stopping():
         item = work.take(stop)
         if item is None:
             break
@@ -206,20 +276,19 @@ def produce(
                 continue
             item = _Work(task, 0, plan.chunks, plan.video_id)
         try:
-            done = run_chunk(source, task.path, task.video, item.video_id,
-                             ChunkJob(item.chunk, item.count), model, class_names,
-                             stopping=stop.is_set)  # fmt: skip
+            done = submit_chunk(source, task.path, ChunkJob(item.chunk, item.count), model,
+                                stopping=stopping)  # fmt: skip
         except PredictorError as exc:
-            if not isinstance(exc.cause, BatchedClosed):
-                _put(out, _WorkerExit(exc.cause, "the model", (task.video,)), stop)
-            return
+            if isinstance(exc.cause, BatchedClosed):
+                finisher.closed = True
+                return None
+            return _WorkerExit(exc.cause, "the model", (task.video,))
         if done is None:
             break
-        if done.failure is not None:
+        if done.out.failure is not None:
             work.failed.add(task.index)
-        if not _put(out, _ChunkDone(task.index, item.chunk, done), stop):
-            break
-    _put(out, _WorkerExit(), stop)
+        finisher.hand(task, item.chunk, item.video_id, done)
+    return None
 
 
 def run_pipeline(
