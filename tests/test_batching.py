@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -39,4 +40,16 @@ def test_a_call_waits_for_a_full_batch_while_more_items_are_coming() -> None:
     coming.clear()  # nothing more on its way: the partial batch goes
     assert list(first[5]()) == [5]
     assert sizes == [4, 2]
+    batched.close()
+
+
+def test_a_call_waits_for_more_items_only_so_long() -> None:
+    # Items on their way may be slow to come (a long video without faces after a short one):
+    # the first video's rows must not wait for them all that time.
+    sizes: list[int] = []
+    batched = Batched(lambda items: sizes.append(len(items)) or items, max_items=4,
+                      gather_s=0.01, more_coming=lambda: True, fill_s=0.2)  # fmt: skip
+    started = time.perf_counter()
+    assert list(batched.submit([1, 2])()) == [1, 2]
+    assert sizes == [2] and 0.2 <= time.perf_counter() - started < 5
     batched.close()

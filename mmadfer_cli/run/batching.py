@@ -33,6 +33,7 @@ class _Request(Generic[Item, Result]):
     error: BaseException | None = None
     taken: int = 0  # items handed to calls so far
     filled: int = 0  # results back so far
+    since: float = field(default_factory=time.perf_counter)  # when it was submitted
 
 
 class BatchedClosed(Exception):
@@ -67,12 +68,16 @@ class Batched(Generic[Item, Result]):
         name: str = "mmadfer-batched",
         max_waiting: int | None = None,
         more_coming: Callable[[], bool] | None = None,
+        fill_s: float = 10.0,
     ) -> None:
         self.fn, self.max_items = fn, max_items
         self.gather_s = gather_s  # a short wait for more requests when a call would be small
         self.max_waiting = max_waiting
-        # Whether to wait for a full call: items are on their way and waiting costs nothing.
+        # Whether to wait for a full call: items are on their way and waiting costs nothing;
+        # at most ``fill_s`` from the oldest item's arrival (its results are not held back long
+        # when the items on their way are slow to come: a long video without faces).
         self.more_coming = more_coming
+        self.fill_s = fill_s
         self.stats = BatchStats()
         self._waiting: list[_Request[Item, Result]] = []
         self._ready = threading.Condition()
@@ -127,11 +132,13 @@ class Batched(Generic[Item, Result]):
 
     def _filling(self) -> bool:
         """Whether the next call waits for more items: it is not full, there is room for them
-        (``max_waiting``) and ``more_coming`` says they are on their way."""
+        (``max_waiting``), its oldest item came less than ``fill_s`` ago and ``more_coming``
+        says they are on their way."""
         queued = self._queued()
         room = self.max_waiting is None or queued < self.max_waiting
         filling = queued < self.max_items and room
-        return self.more_coming is not None and filling and self.more_coming()
+        fresh = bool(self._waiting) and time.perf_counter() - self._waiting[0].since < self.fill_s
+        return self.more_coming is not None and filling and fresh and self.more_coming()
 
     def _take(self) -> list[tuple[_Request[Item, Result], int, int]] | None:
         """The next call's items, as (request, start, end) slices; None once closed."""
