@@ -252,6 +252,28 @@ def test_a_worker_that_cannot_start_stops_the_run() -> None:
         list(run_pipeline(_tasks("v0_2_1.mp4"), stages, CLASSES))
 
 
+def test_a_failure_in_making_rows_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows are made in a thread of each worker's own: an error there must end the run with
+    # its reason, not leave it waiting for chunks that never come.
+    def broken(*args: object) -> list:
+        raise RuntimeError("no rows")
+
+    monkeypatch.setattr("mmadfer_cli.run.chunk.segment_rows", broken)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            list(run_pipeline(_tasks("v0_2_1.mp4", "v1_2_1.mp4"), _stages([]), CLASSES))
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and len(raised) == 1
+    assert isinstance(raised[0], PipelineError) and "no rows" in str(raised[0])
+
+
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cpu").type == "cpu"
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)  # auto: a Mac's GPU

@@ -208,6 +208,9 @@ class _Finisher:
                 else:
                     self.failed = _WorkerExit(exc.cause, "the model", (task.video,))
                 continue
+            except Exception as exc:  # a bug in making rows: the run stops with it, not hangs
+                self.failed = _WorkerExit(exc, "making rows", (task.video,))
+                continue
             _put(self._out, _ChunkDone(task.index, chunk, done), self._stop)
 
 
