@@ -43,6 +43,20 @@ def test_a_call_waits_for_a_full_batch_while_more_items_are_coming() -> None:
     batched.close()
 
 
+def test_a_waiting_call_goes_when_woken_once_nothing_more_is_coming() -> None:
+    # The last worker is done: its video's last clips must not wait out the polling interval.
+    coming = threading.Event()
+    coming.set()
+    batched = Batched(lambda items: items, max_items=4, gather_s=30, more_coming=coming.is_set)
+    pending = batched.submit([1])
+    time.sleep(0.1)  # the call is waiting for more items
+    started = time.perf_counter()
+    coming.clear()
+    batched.wake()
+    assert list(pending()) == [1] and time.perf_counter() - started < 10
+    batched.close()
+
+
 def test_a_call_waits_for_more_items_only_so_long() -> None:
     # Items on their way may be slow to come (a long video without faces after a short one):
     # the first video's rows must not wait for them all that time.

@@ -111,6 +111,11 @@ class Batched(Generic[Item, Result]):
 
         return result
 
+    def wake(self) -> None:
+        """Have a call that waits for more items look again now (``more_coming`` changed)."""
+        with self._ready:
+            self._ready.notify_all()
+
     def close(self) -> None:
         """Stop serving once the running call ends; waiting requests fail with ``BatchedClosed``."""
         with self._ready:

@@ -237,7 +237,8 @@ def produce(
     finisher = _Finisher(out, stop, class_names)
     with turns.working() if turns is not None else contextlib.nullcontext():
         exit_now = _produce(work, out, stages, source, model, stop, finisher)
-    finisher.close()  # once the model no longer waits for this worker's clips
+    model.batched.wake()  # a batch waiting for this worker's clips goes now
+    finisher.close()  # once the model no longer waits for them
     if exit_now is not None:
         _put(out, exit_now, stop)
     elif finisher.failed is not None:
