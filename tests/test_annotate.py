@@ -36,9 +36,10 @@ from tests.results_helpers import assert_same_rows
 # The short videos first, so that a killed run has finished exactly one.
 VIDEOS = [str(SAMPLE_VIDEOS / "silent_astronaut.mp4"), str(SAMPLE_VIDEOS / "single_speaker.mp4")]
 FAST = ["--workers", "2", "--batch-size", "4"]
-# One worker and 3-second chunks: the second video is still running, chunk by chunk, seconds
-# after the first one's part file appears (with two workers both can finish together).
-SERIAL = ["--workers", "1", "--batch-size", "4", "--chunk", "3"]
+# One worker, batches of one clip and 3-second chunks: the second video is still running, chunk
+# by chunk, seconds after the first one's part file appears (with two workers both can finish
+# together; with larger batches the first video's last clips wait for the second's first).
+SERIAL = ["--workers", "1", "--batch-size", "1", "--chunk", "3"]
 runner = CliRunner()
 
 
