@@ -2,11 +2,12 @@
 
 Each worker opens videos (planning their chunks, which go to the front of the
 work queue so that every worker helps with a long video) and runs chunks with
-``chunk.submit_chunk``, leaving their rows to a thread of its own (``_Finisher``). Their face clips meet in one ``Batched`` model queue, which
-runs the model on everything waiting, up to ``--batch-size`` clips, in its own
-thread; the queue holds a bounded number of clips, so memory does not grow with
-the length or number of videos. The calling thread collects plans and chunk
-outputs into ``Videos`` and yields each video once all its chunks are in.
+``chunk.submit_chunk``, leaving their rows to a thread of its own (``_Finisher``).
+Their face clips meet in one ``Batched`` model queue, which runs the model on
+everything waiting, up to ``--batch-size`` clips, in its own thread; the queue
+holds a bounded number of clips, so memory does not grow with the length or
+number of videos. The calling thread collects plans and chunk outputs into
+``Videos`` and yields each video once all its chunks are in.
 """
 
 from __future__ import annotations
@@ -187,8 +188,10 @@ class _Finisher:
     def ok(self) -> bool:
         return self.failed is None and not self.closed
 
-    def hand(self, task: VideoTask, chunk: int, video_id: str | None, done: SubmittedChunk) -> None:
-        self._chunks.put((task, chunk, video_id, done))
+    def hand(
+        self, task: VideoTask, chunk: int, video_id: str | None, submitted: SubmittedChunk
+    ) -> None:
+        self._chunks.put((task, chunk, video_id, submitted))
 
     def close(self) -> None:
         """Wait until every chunk handed on is finished (or the model failed)."""
