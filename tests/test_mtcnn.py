@@ -87,6 +87,22 @@ def test_batched_equals_one_frame_at_a_time(detector: MtcnnDetector) -> None:
     _same(batched, [detector.detect(frame[None])[0] for frame in frames], tol=1e-3)
 
 
+def test_one_thread_finds_the_same_faces(detector: MtcnnDetector) -> None:
+    # A worker with one thread (more workers than half the cores, a Ray chunk task) rounds
+    # P-Net's last layer differently (README, --workers): the same faces, boxes in their last bits.
+    frames = _frames("group_conversation.mp4", [0, 90, 170])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = detector.detect(frames)
+        torch.set_num_threads(1)
+        one = detector.detect(frames)
+    finally:
+        torch.set_num_threads(threads)
+    assert [len(b) for b in two] == [6, 6, 5]
+    _same(one, two, tol=1e-3)
+
+
 def test_crops_scored_in_small_calls_give_the_same_faces() -> None:
     # R-Net and O-Net score the candidates a few at a time on the CPU (their maps stay in
     # cache): every candidate must be scored once, in order, whatever the call size.
