@@ -80,6 +80,14 @@ class _WorkerExit:
     videos: tuple[str, ...] = ()
 
 
+def _model_exit(exc: PredictorError, video: str) -> _WorkerExit | None:
+    """How a worker ends when the model failed while it handed on or waited for ``video``'s
+    clips; None when the model's queue closed (the run is ending: nothing to report)."""
+    if isinstance(exc.cause, BatchedClosed):
+        return None
+    return _WorkerExit(exc.cause, "the model", (video,))
+
+
 def _put(out: queue.Queue, item: object, stop: threading.Event) -> bool:
     """Put ``item``, waiting for room unless the run is stopping; False when it stopped."""
     while not stop.is_set():
@@ -206,10 +214,8 @@ class _Finisher:
             try:
                 done = submitted.finish(task.video, video_id, self._class_names)
             except PredictorError as exc:
-                if isinstance(exc.cause, BatchedClosed):
-                    self.closed = True
-                else:
-                    self.failed = _WorkerExit(exc.cause, "the model", (task.video,))
+                self.failed = _model_exit(exc, task.video)
+                self.closed = self.failed is None
                 continue
             except Exception as exc:  # a bug in making rows: the run stops with it, not hangs
                 self.failed = _WorkerExit(exc, "making rows", (task.video,))
@@ -286,10 +292,10 @@ def _produce(
             done = submit_chunk(source, task.path, ChunkJob(item.chunk, item.count), model,
                                 stopping=stopping)  # fmt: skip
         except PredictorError as exc:
-            if isinstance(exc.cause, BatchedClosed):
+            exit_now = _model_exit(exc, task.video)
+            if exit_now is None:
                 finisher.closed = True
-                return None
-            return _WorkerExit(exc.cause, "the model", (task.video,))
+            return exit_now
         if done is None:
             break
         if done.out.failure is not None:
